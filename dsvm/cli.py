@@ -1,0 +1,147 @@
+"""Command-line parsing and dispatch only: each command lives in ``dsvm/commands/<name>.py``.
+
+A command module exposes ``register(subparsers)``, which adds its parser and binds
+``func=run`` (a function taking the parsed namespace and returning an exit code). Parsers are
+built with argparse alone and command modules import their heavy dependencies inside ``run``,
+so ``dsvm ini`` (called hundreds of times by vendor hook scripts) never imports rich or sh.
+This is the single place where errors become exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+
+from dsvm import __version__
+from dsvm.errors import EXIT_INFRA, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, DsvmError
+
+# Command name -> module under dsvm.commands, in the order --help lists them.
+COMMANDS: dict[str, str] = {
+    "prepare-node": "prepare_node",
+    "check-node": "check_node",
+    "workspace": "workspace",
+    "configure": "configure",
+    "stack": "stack",
+    "tempest": "tempest",
+    "results": "results",
+    "logs": "logs",
+    "run": "run",
+    "ini": "ini",
+    "localconf": "localconf",
+    "profile": "profile",
+}
+
+# Commands that must start fast: no rich console is built for them.
+LEAN_COMMANDS = {"ini", "localconf"}
+
+EPILOG = """\
+exit codes: 0 success · 1 tests failed · 2 bad usage, profile or input ·
+3 infrastructure failure · 124 time budget ran out · 130/143 interrupted (logs still collected)
+
+example: dsvm --profile tempest-smoke run --plan
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that exits 2 with the usage and a one-line error (never a traceback)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Return the full parser of DESIGN.md's CLI contract."""
+    parser = _Parser(
+        prog="dsvm",
+        description="Run an OpenStack third-party CI job: workspace from Zuul, devstack, "
+                    "Tempest through stestr, results and logs. Replaces devstack-gate.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--profile", metavar="NAME|PATH", default=None,
+                        help="profile to use (name searched in ./profiles, /etc/dsvm/profiles, "
+                             "~/.config/dsvm/profiles and the shipped ones; or a path). "
+                             "Default: $DSVM_PROFILE or 'base'")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show command output and tracebacks")
+    parser.add_argument("--no-color", action="store_true",
+                        help="plain output, as in a Jenkins log (also NO_COLOR, JENKINS_URL)")
+    parser.add_argument("--version", action="version", version=f"dsvm {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name, module in COMMANDS.items():
+        importlib.import_module(f"dsvm.commands.{module}").register(sub, name)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``dsvm`` console script; returns the process exit code."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    lean = args.command in LEAN_COMMANDS
+    if not lean:
+        from dsvm import console
+
+        console.set_ui(console.Ui(
+            plain=console.is_plain_environment(os.environ, sys.stdout, args.no_color),
+            verbose=args.verbose))
+    try:
+        return int(args.func(args) or 0)
+    except DsvmError as exc:
+        return _report(exc, args, lean)
+    except KeyboardInterrupt:
+        print("dsvm: interrupted (exit 130)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+    except SystemExit:
+        raise
+    except Exception as exc:  # a bug: say where the report is, never just a traceback
+        return _report_bug(exc, args)
+
+
+def _report(exc: DsvmError, args: argparse.Namespace, lean: bool) -> int:
+    import traceback
+
+    if lean:
+        print(f"dsvm {args.command}: {exc.message}", file=sys.stderr)
+        for problem in exc.problems:
+            print("  " + problem.render(), file=sys.stderr)
+        if exc.hint:
+            print(f"  hint: {exc.hint}", file=sys.stderr)
+        return exc.exit_code
+    from dsvm import console
+
+    console.get_ui().error(exc, phase=args.command, traceback=traceback.format_exc())
+    return exc.exit_code
+
+
+def _report_bug(exc: BaseException, args: argparse.Namespace) -> int:
+    import tempfile
+    import traceback
+
+    text = traceback.format_exc()
+    fd, path = tempfile.mkstemp(prefix="dsvm-crash-", suffix=".log")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"dsvm {' '.join(sys.argv[1:])}\n\n{text}")
+    print(f"dsvm {args.command}: internal error: {exc!s}", file=sys.stderr)
+    if getattr(args, "verbose", False):
+        print(text, file=sys.stderr)
+    print(f"  this is a bug in dsvm; the full report is in {path} — please attach it to an issue",
+          file=sys.stderr)
+    print(f"dsvm: exit {EXIT_INFRA} (internal error)", file=sys.stderr)
+    return EXIT_INFRA
+
+
+def terminate_handler(signum: int, frame: object) -> None:
+    """SIGTERM (a Jenkins abort) becomes an exception the job can clean up after."""
+    raise SystemExit(EXIT_TERMINATED)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

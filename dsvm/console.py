@@ -1,0 +1,217 @@
+"""Console output on rich: colour and live progress in a terminal, plain lines in a Jenkins log.
+
+Plain mode (no TTY, ``JENKINS_URL``/``BUILD_ID`` set, ``--no-color`` or ``NO_COLOR``) prints
+ASCII-friendly text with no control characters, one line per event; phases are marked with
+their elapsed time. This module never decides *what* to do, only how it is shown.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from dsvm.errors import EXIT_MEANINGS, DsvmError
+
+
+def is_plain_environment(env: Mapping[str, str], stream: IO[str], no_color: bool = False) -> bool:
+    """Return True when output must be plain text (Jenkins, pipes, NO_COLOR, --no-color)."""
+    if no_color or "NO_COLOR" in env:
+        return True
+    if env.get("JENKINS_URL") or env.get("BUILD_ID"):
+        return True
+    isatty = getattr(stream, "isatty", None)
+    return not (isatty and isatty())
+
+
+@dataclass
+class Ui:
+    """The one console of a dsvm process; ``plain`` selects the Jenkins renderer."""
+
+    plain: bool
+    verbose: bool = False
+    stream: IO[str] = field(default_factory=lambda: sys.stdout)
+    err_stream: IO[str] = field(default_factory=lambda: sys.stderr)
+
+    def __post_init__(self) -> None:
+        common: dict[str, Any] = {"highlight": False, "soft_wrap": True}
+        if self.plain:
+            common.update(no_color=True, force_terminal=False, force_interactive=False,
+                          emoji=False, color_system=None, width=max(_env_width(), 100))
+        self.out = Console(file=self.stream, **common)
+        self.err = Console(file=self.err_stream, **common)
+        self._lock = threading.Lock()
+
+    # -- plain events -----------------------------------------------------------------------
+    def info(self, text: str) -> None:
+        """Print one informational line."""
+        with self._lock:
+            self.out.print(escape(text))
+
+    def detail(self, text: str) -> None:
+        """Print a line only at -v."""
+        if self.verbose:
+            self.info(text)
+
+    def warn(self, text: str) -> None:
+        """Print a warning line on stderr."""
+        with self._lock:
+            self.err.print(("WARNING: " if self.plain else "[yellow]warning:[/] ") + escape(text))
+
+    def ok(self, text: str) -> None:
+        """Print a success line."""
+        self.info(("OK " if self.plain else "✓ ") + text)
+
+    def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """Print a table (rich table in a terminal, ASCII box in Jenkins)."""
+        from rich import box
+
+        table = Table(title=title, box=box.ASCII if self.plain else box.SIMPLE_HEAVY,
+                      show_lines=False)
+        for col in columns:
+            table.add_column(col)
+        for row in rows:
+            table.add_row(*[escape("" if c is None else str(c)) for c in row])
+        with self._lock:
+            self.out.print(table)
+
+    # -- phases -----------------------------------------------------------------------------
+    @contextmanager
+    def phase(self, name: str, what: str = "") -> Iterator[None]:
+        """Mark a phase's start and end (with elapsed seconds and verdict)."""
+        start = time.monotonic()
+        stamp = time.strftime("%H:%M:%S")
+        self.info(f"==> [{stamp}] phase {name} started" + (f": {what}" if what else ""))
+        verdict = "failed"
+        try:
+            yield
+            verdict = "ok"
+        finally:
+            elapsed = time.monotonic() - start
+            self.info(f"<== [{time.strftime('%H:%M:%S')}] phase {name} {verdict} "
+                      f"after {elapsed:.1f}s")
+
+    @contextmanager
+    def progress(self, description: str, total: int | None) -> Iterator[Progress]:
+        """Progress for a long loop: a live bar in a terminal, periodic lines in Jenkins."""
+        prog = Progress(self, description, total)
+        try:
+            yield prog
+        finally:
+            prog.close()
+
+    # -- errors -----------------------------------------------------------------------------
+    def error(self, exc: DsvmError, phase: str | None = None, traceback: str | None = None) -> None:
+        """Render a DsvmError as the last lines an operator reads."""
+        mark = "ERROR:" if self.plain else "[bold red]✗[/]"
+        head = f"{phase} failed: " if phase else ""
+        lines = [f"{mark} {escape(head + exc.message)}"]
+        for problem in exc.problems:
+            lines.extend("  " + escape(line) for line in problem.render().splitlines())
+        for key, value in exc.details.items():
+            lines.append(f"  {key:<8}: {escape(str(value))}")
+        if exc.hint:
+            lines.append(f"  hint    : {escape(exc.hint)}")
+        if exc.log_path:
+            lines.append(f"  log     : {escape(exc.log_path)}")
+        if traceback and self.verbose:
+            lines.append(escape(traceback.rstrip()))
+        meaning = EXIT_MEANINGS.get(exc.exit_code, "")
+        lines.append(f"dsvm: exit {exc.exit_code}" + (f" ({meaning})" if meaning else ""))
+        with self._lock:
+            for line in lines:
+                self.err.print(line)
+
+
+class Progress:
+    """A progress handle: ``advance()`` per item, ``note()`` for an event worth a line."""
+
+    # Jenkins gets a heartbeat line at most this often (pip's NonInteractiveSpinner idea).
+    PLAIN_INTERVAL = 60.0
+
+    def __init__(self, ui: Ui, description: str, total: int | None) -> None:
+        self.ui = ui
+        self.description = description
+        self.total = total
+        self.done = 0
+        self._last_line = time.monotonic()
+        self._start = self._last_line
+        self._bar = None
+        self._lock = threading.Lock()
+        if not ui.plain:
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(),
+                                     MofNCompleteColumn(), TimeElapsedColumn(),
+                                     console=ui.out, transient=False)
+            self._bar.start()
+            self._task = self._bar.add_task(description, total=total)
+        else:
+            ui.info(f"... {description}: started" + (f" ({total} items)" if total else ""))
+
+    def advance(self, n: int = 1, item: str | None = None) -> None:
+        """Count ``n`` more items done."""
+        with self._lock:
+            self.done += n
+            if self._bar is not None:
+                self._bar.update(self._task, advance=n,
+                                 description=f"{self.description} {item or ''}".rstrip())
+                return
+            now = time.monotonic()
+            if now - self._last_line >= self.PLAIN_INTERVAL:
+                self._last_line = now
+                self.ui.info(f"... {self.description}: {self._count()} "
+                             f"({now - self._start:.0f}s)")
+
+    def note(self, text: str) -> None:
+        """Print one line now, in both modes (e.g. a failure as it happens)."""
+        if self._bar is not None:
+            self._bar.console.print(escape(text))
+        else:
+            self.ui.info(text)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        else:
+            elapsed = time.monotonic() - self._start
+            self.ui.info(f"... {self.description}: finished, {self._count()} in {elapsed:.1f}s")
+
+    def _count(self) -> str:
+        return f"{self.done}/{self.total}" if self.total else f"{self.done}"
+
+
+def _env_width() -> int:
+    try:
+        return int(os.environ.get("COLUMNS", "120"))
+    except ValueError:
+        return 120
+
+
+_UI: Ui | None = None
+
+
+def get_ui() -> Ui:
+    """Return the process's console (created plain/terminal from the environment on first use)."""
+    global _UI
+    if _UI is None:
+        _UI = Ui(plain=is_plain_environment(os.environ, sys.stdout))
+    return _UI
+
+
+def set_ui(ui: Ui) -> Ui:
+    """Install ``ui`` as the process's console (cli.py does this from the options)."""
+    global _UI
+    _UI = ui
+    return ui

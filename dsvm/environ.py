@@ -1,0 +1,286 @@
+"""devstack-gate / Zuul environment compatibility: environment variables → typed settings.
+
+Every variable of ``spec/devstack-gate.md`` §3 is listed here with its type and default. A
+variable that maps onto a profile key overrides it (precedence: defaults < profile < env <
+options); the typed values of all of them land in ``Settings.gate`` for the phases (local.conf
+rendering reads most of them). Booleans accept devstack-gate's ``1``/``0`` as well as
+``true``/``false``; unknown ``DEVSTACK_GATE_*`` names warn with the closest known name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from dsvm.errors import Problem, closest
+
+if TYPE_CHECKING:
+    from dsvm.profile import Settings
+
+
+@dataclass(frozen=True)
+class Var:
+    """One environment variable: type (bool/int/str/list), default, settings key, meaning."""
+
+    type: str
+    default: Any = None
+    key: str | None = None
+    help: str = ""
+    convert: Callable[[Any], Any] | None = None  # value → settings value
+
+
+def _minutes_from_ms(value: int) -> int:
+    return value // 60000
+
+
+def _tempest_concurrency_default() -> int:
+    n = os.cpu_count() or 1
+    return n if n <= 3 else n // 2
+
+
+VARS: dict[str, Var] = {
+    # §3.1 job identity, checkout, projects
+    "WORKSPACE": Var("str", "", "paths.workspace", "job directory"),
+    "BASE": Var("str", "/opt/stack", "paths.base", "install root (devstack-gate forced "
+                "/opt/stack; dsvm honours the caller's value)"),
+    "PROJECTS": Var("list", [], None, "extra space-separated org/name projects"),
+    "DEVSTACK_GATE_PROJECTS_OVERRIDE": Var("list", [], None, "the exact project list"),
+    "DEVSTACK_PROJECT_FROM_GIT": Var("str", "", None, "LIBS_FROM_GIT libraries"),
+    "GIT_BASE": Var("str", "https://opendev.org", "git.base", "clone base URL"),
+    "DSVM_GIT_CACHE": Var("str", "/opt/git", "git.cache", "the node's repo cache"),
+    "GIT_BRANCH": Var("str", "master", None, "trunk branch name"),
+    "ZUUL_URL": Var("str", "", "git.zuul_url", "Zuul git server"),
+    "OVERRIDE_ZUUL_BRANCH": Var("str", "", None, "branch for all projects"),
+    "BRANCH_OVERRIDE": Var("str", "", None, "job-template convention: → OVERRIDE_ZUUL_BRANCH "
+                           "unless 'default'"),
+    # §3.2 time budget
+    "BUILD_TIMEOUT": Var("int", None, "timeout.job_minutes", "whole-job budget in ms "
+                         "(Jenkins build-timeout)", _minutes_from_ms),
+    "DEVSTACK_GATE_TIMEOUT_BUFFER": Var("int", 10, "timeout.buffer_minutes",
+                                        "minutes reserved for cleanup/upload"),
+    "DEVSTACK_GATE_TIMEOUT": Var("int", None, None, "job budget in minutes (pre-2016 input)"),
+    # §3.3 hooks
+    "DEVSTACK_GATE_SETTINGS": Var("str", "", None, "bash file sourced after workspace setup"),
+    "GRENADE_PLUGINRC": Var("str", "", None, "appended to grenade's pluginrc"),
+    # §3.4 services and pass-through
+    "DEVSTACK_GATE_FEATURE_MATRIX": Var("str", "", None, "feature matrix file"),
+    "OVERRIDE_ENABLED_SERVICES": Var("str", "", None, "ENABLED_SERVICES verbatim"),
+    "ENABLED_SERVICES": Var("str", "", None, "appended to the matrix result"),
+    "DEVSTACK_GATE_NO_SERVICES": Var("bool", False, None, "feature base only"),
+    "KEEP_LOCALRC": Var("str", "", None, "keep a pre-populated local.conf"),
+    "DEVSTACK_LOCAL_CONFIG": Var("str", "", None, "raw text appended to localrc"),
+    "DEVSTACK_SUBNODE_CONFIG": Var("str", "", None, "raw text for subnodes"),
+    "DEVSTACK_LOCALCONF": Var("str", "", None, "local.conf fragment merged last"),
+    "DEVSTACK_GATE_USE_PYTHON3": Var("str", "", None, "USE_PYTHON3 value"),
+    # §3.5 local.conf knobs
+    "DEVSTACK_GATE_VIRT_DRIVER": Var("str", "libvirt", None, "VIRT_DRIVER"),
+    "DEVSTACK_GATE_LIBVIRT_TYPE": Var("str", "qemu", None, "LIBVIRT_TYPE"),
+    "DEVSTACK_GATE_CONFIGDRIVE": Var("bool", False, None, "FORCE_CONFIG_DRIVE"),
+    "DEVSTACK_CINDER_VOLUME_CLEAR": Var("str", "none", None, "CINDER_VOLUME_CLEAR"),
+    "DEVSTACK_GATE_CEPH": Var("bool", False, None, "ceph cinder backend"),
+    "DEVSTACK_GATE_INSTALL_TESTONLY": Var("bool", False, None, "INSTALL_TESTONLY_PACKAGES"),
+    "DEVSTACK_GATE_TEMPEST_HEAT_SLOW": Var("bool", False, None, "heat slow tests"),
+    "DEVSTACK_GATE_TEMPEST_LARGE_OPS": Var("int", 0, None, "large-ops number"),
+    "CEILOMETER_NOTIFICATION_TOPICS": Var("str", "", None, "ceilometer topics"),
+    "DEVSTACK_GATE_TEMPEST_DISABLE_TENANT_ISOLATION": Var("bool", False, None,
+                                                          "no tenant isolation (serial)"),
+    "DEVSTACK_GATE_TEMPEST": Var("bool", False, "tempest.enabled", "run Tempest"),
+    # §3.6 matrix feature flags
+    "DEVSTACK_GATE_NEUTRON": Var("bool", None, None, "neutron (default by branch)"),
+    "DEVSTACK_GATE_NEUTRON_DVR": Var("bool", False, None, "neutron DVR"),
+    "DEVSTACK_GATE_POSTGRES": Var("bool", False, None, "postgresql instead of mysql"),
+    "DEVSTACK_GATE_GRENADE": Var("str", "", None, "grenade mode"),
+    "DEVSTACK_GATE_CELLS": Var("bool", False, None, "nova cells"),
+    "DEVSTACK_GATE_ZEROMQ": Var("bool", False, None, "zeromq"),
+    "DEVSTACK_GATE_QPID": Var("bool", False, None, "qpid"),
+    "DEVSTACK_GATE_IRONIC": Var("bool", False, None, "ironic"),
+    "DEVSTACK_GATE_IRONIC_INSPECTOR": Var("bool", False, None, "ironic inspector"),
+    "DEVSTACK_GATE_HEAT": Var("bool", False, None, "heat"),
+    "DEVSTACK_GATE_HORIZON": Var("bool", False, None, "horizon"),
+    "DEVSTACK_GATE_SAHARA": Var("bool", False, None, "sahara"),
+    "DEVSTACK_GATE_TROVE": Var("bool", False, None, "trove"),
+    "DEVSTACK_GATE_MARCONI": Var("bool", False, None, "marconi"),
+    "DEVSTACK_GATE_ZAQAR": Var("bool", False, None, "zaqar"),
+    "DEVSTACK_GATE_TLSPROXY": Var("bool", False, None, "tls-proxy"),
+    "DEVSTACK_GATE_SWIFT": Var("bool", False, None, "swift"),
+    "DEVSTACK_GATE_KEYSTONE": Var("bool", False, None, "keystone"),
+    "DEVSTACK_GATE_CINDER_MN_GRENADE": Var("bool", False, None, "multinode grenade cinder"),
+    "DEVSTACK_GATE_CINDER_MN_GRENADE_SUB_VOLSCHBAK": Var("bool", False, None, ""),
+    "DEVSTACK_GATE_CINDER_MN_GRENADE_SUB_BAK": Var("bool", False, None, ""),
+    # §3.7 networking
+    "DEVSTACK_GATE_TOPOLOGY": Var("str", "aio", None, "aio or multinode"),
+    "DEVSTACK_GATE_NET_OVERLAY": Var("bool", None, None, "br-ex overlay"),
+    "DEVSTACK_GATE_FIXED_RANGE": Var("str", "10.1.0.0/20", None, "FIXED_RANGE"),
+    "DEVSTACK_GATE_IPV4_ADDRS_SAFE_TO_USE": Var("str", "", None, "IPV4_ADDRS_SAFE_TO_USE"),
+    "DEVSTACK_GATE_FLOATING_RANGE": Var("str", "172.24.5.0/24", None, "FLOATING_RANGE"),
+    "DEVSTACK_GATE_PUBLIC_NETWORK_GATEWAY": Var("str", "172.24.5.1", None, "gateway"),
+    "DEVSTACK_GATE_FLOATING_HOST_PREFIX": Var("str", "172.24.4", None, "overlay prefix"),
+    "DEVSTACK_GATE_FLOATING_HOST_MASK": Var("int", 23, None, "overlay mask"),
+    "DEVSTACK_GATE_NETCONSOLE": Var("str", "", None, "netconsole target"),
+    # §3.8 virt-driver specific
+    "DEVSTACK_GATE_IRONIC_DRIVER": Var("str", "pxe_ipmitool", None, "IRONIC_DEPLOY_DRIVER"),
+    "DEVSTACK_GATE_IRONIC_BUILD_RAMDISK": Var("bool", True, None, "build deploy ramdisk"),
+    "DEVSTACK_GATE_TEMPEST_BAREMETAL_BUILD_TIMEOUT": Var("int", 600, None, "BUILD_TIMEOUT"),
+    "DEVSTACK_GATE_OS_TEST_TIMEOUT": Var("int", None, None, "OS_TEST_TIMEOUT default"),
+    "TEMPEST_OS_TEST_TIMEOUT": Var("int", None, "tempest.test_timeout", "per-test timeout"),
+    "DEVSTACK_GATE_XENAPI_DOM0_IP": Var("str", "", None, "xenapi"),
+    "DEVSTACK_GATE_XENAPI_DOMU_IP": Var("str", "", None, "xenapi"),
+    "DEVSTACK_GATE_XENAPI_PASSWORD": Var("str", "", None, "xenapi (secret)"),
+    # §3.9 grenade
+    "GRENADE_BASE_BRANCH": Var("str", "", None, "grenade base"),
+    # §3.10 tempest selection
+    "DEVSTACK_GATE_TEMPEST_NOTESTS": Var("bool", False, None, "configure tempest, no tests"),
+    "DEVSTACK_GATE_TEMPEST_REGEX": Var("str", "", "tempest.regex", "custom selection regex"),
+    "DEVSTACK_GATE_TEMPEST_ALL_PLUGINS": Var("bool", False, None, "all plugins"),
+    "DEVSTACK_GATE_TEMPEST_ALL": Var("bool", False, None, "all tests"),
+    "DEVSTACK_GATE_TEMPEST_FULL": Var("bool", False, None, "full"),
+    "DEVSTACK_GATE_SMOKE_SERIAL": Var("bool", False, None, "smoke, serially"),
+    "DEVSTACK_GATE_TEMPEST_SCENARIOS": Var("bool", False, None, "scenario tests"),
+    "TEMPEST_CONCURRENCY": Var("int", None, "tempest.concurrency", "stestr workers"),
+    # §3.11 misc
+    "DEVSTACK_GATE_UNSTACK": Var("bool", False, None, "unstack.sh after stack.sh"),
+    "DEVSTACK_GATE_REMOVE_STACK_SUDO": Var("bool", True, None, "drop stack's sudo after stack"),
+    "PROCESS_STACKVIZ": Var("bool", True, None, "stackviz"),
+    # Zuul identity (parsed in detail by zuul.py)
+    "LOG_PATH": Var("str", "", None, "Zuul's log path"),
+    "DSVM_RESULTS_DB": Var("str", "", "results.db", "results DB URL"),
+}
+
+# §3.12: exported without effect in the latest tree: accepted silently.
+IGNORED = {"DEVSTACK_GATE_MQ_DRIVER", "DEVSTACK_GATE_NOVA_API_METADATA_SPLIT",
+           "DEVSTACK_GATE_REQS_INTEGRATION", "DEVSTACK_GATE_CLEAN_LOGS",
+           "DEVSTACK_GATE_TEMPEST_STRESS_ARGS"}
+
+# §3.13: removed variables; harmless to ignore, but say so.
+REMOVED = {
+    "DEVSTACK_GATE_EXERCISES": "removed 2018-07 (ran exercise.sh)",
+    "DEVSTACK_GATE_TEMPEST_STRESS": "removed 2017-03",
+    "DEVSTACK_GATE_CEILOMETER_BACKEND": "removed 2017-10",
+    "DEVSTACK_GATE_ZAQAR_BACKEND": "removed 2015-09",
+    "DEVSTACK_CINDER_SECURE_DELETE": "removed 2017-06",
+    "DEVSTACK_GATE_KEYSTONE_V3": "removed 2015-05",
+    "DEVSTACK_GATE_ENABLE_HTTPD_MOD_WSGI_SERVICES": "removed 2015-05",
+    "DEVSTACK_GATE_NOVA_REPLACE_V2_ENDPOINT_WITH_V21_API": "removed 2015-05",
+    "DEVSTACK_GATE_TEMPEST_TESTR_FULL": "obsolete selector",
+    "DEVSTACK_GATE_TEMPEST_COVERAGE": "obsolete selector",
+    "DEVSTACK_GATE_TEMPEST_NOVA_V3": "obsolete selector",
+    "DEVSTACK_GATE_TEMPEST_NOVA_V3_API": "obsolete selector",
+    "DEVSTACK_GATE_TEMPEST_ALLOW_TENANT_ISOLATION": "obsolete selector",
+    "DEVSTACK_GATE_USE_APACHE": "obsolete selector",
+    "DEVSTACK_GATE_SELECT_MIRROR": "obsolete selector",
+    "DEVSTACK_GATE_NEUTRON_UNSTABLE": "obsolete selector",
+    "DEVSTACK_GATE_GRENADE_FORWARD": "obsolete selector",
+    "DEVSTACK_GATE_GRENADE_ROLLING": "obsolete selector",
+    "DEVSTACK_GATE_GRENADE_PARTIAL_NCPU": "obsolete selector",
+    "DEVSTACK_GATE_QUANTUM": "obsolete selector",
+    "DEVSTACK_GATE_CINDER": "obsolete selector",
+    "DEVSTACK_GATE_SAVANNA": "obsolete selector",
+    "DEVSTACK_GATE_TESTR_ARTIFACT_TARGET": "obsolete selector",
+    "REQUIREMENTS_MODE": "removed 2015-11",
+}
+
+TRUE = {"1", "true", "True", "TRUE", "yes", "Yes", "YES", "on"}
+FALSE = {"0", "false", "False", "FALSE", "no", "No", "NO", "off", ""}
+
+
+def is_truthy(value: str | None) -> bool:
+    """devstack-gate's feature-matrix truthiness: anything but unset/empty/0/false."""
+    return value not in (None, "", "0", "false", "False", "FALSE")
+
+
+def parse_value(name: str, var: Var, raw: str) -> tuple[Any, str | None]:
+    """Return (typed value, error message or None) for one variable."""
+    if var.type == "bool":
+        if raw in TRUE:
+            return True, None
+        if raw in FALSE:
+            return False, None
+        return var.default, f"{name}={raw!r} is not a boolean (use 1 or 0)"
+    if var.type == "int":
+        if raw.strip() == "":
+            return var.default, None
+        try:
+            return int(raw.strip()), None
+        except ValueError:
+            return var.default, f"{name}={raw!r} is not an integer"
+    if var.type == "list":
+        return raw.split(), None
+    return raw, None
+
+
+def warnings_for(env: Mapping[str, str]) -> list[str]:
+    """Warnings for unknown, removed or ignored devstack-gate variables in ``env``."""
+    out = []
+    for name in sorted(env):
+        if not name.startswith("DEVSTACK_GATE_") or name in VARS or name in IGNORED:
+            continue
+        if name in REMOVED:
+            out.append(f"{name} is {REMOVED[name]}; dsvm ignores it")
+            continue
+        near = closest(name, [v for v in VARS if v.startswith("DEVSTACK_GATE_")])
+        out.append(f"unknown variable {name} is ignored"
+                   + (f" (did you mean {near}?)" if near else ""))
+    return out
+
+
+_OVERRIDE_BRANCH = re.compile(r"^OVERRIDE_([A-Z0-9_]+)_PROJECT_BRANCH$")
+_OVERRIDE_GIT_BASE = re.compile(r"^OVERRIDE_([A-Z0-9_]+)_GIT_BASE$")
+
+
+def project_overrides(env: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Return ({UC: branch} from OVERRIDE_<UC>_PROJECT_BRANCH, {UC: url} from _GIT_BASE)."""
+    branches, bases = {}, {}
+    for name, value in env.items():
+        if m := _OVERRIDE_BRANCH.match(name):
+            if m.group(1) != "ZUUL" and value:
+                branches[m.group(1)] = value
+        elif (m := _OVERRIDE_GIT_BASE.match(name)) and value:
+            bases[m.group(1)] = value
+    return branches, bases
+
+
+def uc_name(project: str) -> str:
+    """devstack-gate's <UC> form of a project: short name, upper case, '-' and '.' → '_'."""
+    short = project.rsplit("/", 1)[-1]
+    return re.sub(r"[^A-Za-z0-9]", "_", short).upper()
+
+
+def apply(settings: Settings, env: Mapping[str, str], problems: list[Problem]) -> dict[str, Any]:
+    """Overlay the environment on ``settings``; return the typed gate values (all VARS).
+
+    Variables that are not set keep their default in the returned dict; only variables that are
+    set override profile keys.
+    """
+    gate: dict[str, Any] = {}
+    for name, var in VARS.items():
+        raw = env.get(name)
+        if raw is None:
+            gate[name] = var.default
+            continue
+        value, err = parse_value(name, var, raw)
+        if err:
+            problems.append(Problem(f"env {name}", err,
+                                    hint="devstack-gate variables take 1/0 for flags"
+                                    if var.type == "bool" else None))
+            gate[name] = var.default
+            continue
+        gate[name] = value
+        if var.key and value is not None and not (var.type == "str" and value == ""):
+            settings.set(var.key, var.convert(value) if var.convert else value, f"env {name}")
+    # Pre-2016 jobs give DEVSTACK_GATE_TIMEOUT (minutes) without BUILD_TIMEOUT: honour it.
+    if env.get("BUILD_TIMEOUT") is None and gate.get("DEVSTACK_GATE_TIMEOUT"):
+        settings.set("timeout.job_minutes", gate["DEVSTACK_GATE_TIMEOUT"]
+                     + int(settings.get("timeout.buffer_minutes") or 0),
+                     "env DEVSTACK_GATE_TIMEOUT (+ buffer)")
+    # Job-template convention (spec §3.1): BRANCH_OVERRIDE → OVERRIDE_ZUUL_BRANCH.
+    if gate.get("BRANCH_OVERRIDE") and gate["BRANCH_OVERRIDE"] != "default" \
+            and not gate.get("OVERRIDE_ZUUL_BRANCH"):
+        gate["OVERRIDE_ZUUL_BRANCH"] = gate["BRANCH_OVERRIDE"]
+    if gate.get("TEMPEST_CONCURRENCY") is not None and gate["TEMPEST_CONCURRENCY"] < 1:
+        problems.append(Problem("env TEMPEST_CONCURRENCY",
+                                f"must be at least 1, got {gate['TEMPEST_CONCURRENCY']}"))
+    gate["_tempest_concurrency_default"] = _tempest_concurrency_default()
+    return gate

@@ -1,0 +1,402 @@
+"""The one place that runs external commands, built on ``sh``.
+
+Every command is an argument list (never a shell string: ZUUL_* values, branch names and
+profile values are untrusted), runs in its own session so a timeout or a signal can kill the
+whole process group (stack.sh's grandchildren included), streams its output line by line to a
+log file (and to the console at ``-v``), and comes back as a ``Result``. Failures raise
+``CommandFailed`` carrying argv (secrets masked), exit code, output tail and the log path.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import sh
+
+from dsvm.errors import EXIT_TIMEOUT, BudgetExpiredError, InfraError, UsageError
+
+MASK = "****"
+
+
+class Secret(str):
+    """A string that shows as ``****`` in every display form and is revealed only at exec."""
+
+    def __new__(cls, value: str) -> Secret:
+        obj = super().__new__(cls, value)
+        return obj
+
+    def __repr__(self) -> str:
+        return "Secret('****')"
+
+    @property
+    def display(self) -> str:
+        return MASK
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+Arg = str | Secret | os.PathLike
+
+
+def display_argv(argv: Sequence[Arg]) -> str:
+    """Shell-quoted argv for humans and logs, with every Secret masked."""
+    return " ".join(MASK if isinstance(a, Secret) else shlex.quote(os.fspath(a)) for a in argv)
+
+
+def _reveal(argv: Sequence[Arg]) -> list[str]:
+    return [a.reveal() if isinstance(a, Secret) else os.fspath(a) for a in argv]
+
+
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    """Replace every non-empty secret value in ``text`` with the mask."""
+    for value in sorted({s for s in secrets if s}, key=len, reverse=True):
+        text = text.replace(value, MASK)
+    return text
+
+
+def clean_env(env: Mapping[str, str] | None = None, *, drop_git: bool = True) -> dict[str, str]:
+    """Return a copy of ``env`` without inherited ``GIT_*`` variables (pre-commit's no_git_env).
+
+    Jenkins and hook scripts leak ``GIT_DIR``/``GIT_WORK_TREE`` into the environment; a git
+    command run in another repo would then act on the wrong one. Only file/http(s)/ssh/git
+    protocols are allowed, so no remote helper (``ext::``) can run from an untrusted URL.
+    """
+    base = dict(os.environ if env is None else env)
+    if drop_git:
+        for key in list(base):
+            if key.startswith("GIT_") and key not in {"GIT_SSH", "GIT_SSH_COMMAND",
+                                                      "GIT_CONFIG_GLOBAL", "GIT_CONFIG_NOSYSTEM",
+                                                      "GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL",
+                                                      "GIT_COMMITTER_NAME",
+                                                      "GIT_COMMITTER_EMAIL", "GIT_TERMINAL_PROMPT"}:
+                del base[key]
+        base["GIT_ALLOW_PROTOCOL"] = "file:git:http:https:ssh"
+        base.setdefault("GIT_TERMINAL_PROMPT", "0")
+    return base
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a finished command did."""
+
+    argv: str  # display form, secrets masked
+    exit_code: int
+    seconds: float
+    attempts: int
+    stdout: str  # full captured stdout (stderr too when merged)
+    tail: tuple[str, ...]  # last lines of output, for error messages
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class CommandFailed(InfraError):
+    """A command exited non-zero (after its retries) or timed out."""
+
+    def __init__(self, desc: str, result: Result, log_path: str | None = None,
+                 hint: str | None = None) -> None:
+        last = result.tail[-1] if result.tail else ""
+        why = "timed out" if result.timed_out else f"exit {result.exit_code}"
+        attempts = f" after {result.attempts} attempts" if result.attempts > 1 else ""
+        super().__init__(
+            f"{desc} failed",
+            hint=hint,
+            log_path=log_path,
+            details={
+                "command": result.argv,
+                "result": f"{why}{attempts}" + (f' (last: "{last.strip()}")' if last else ""),
+            },
+        )
+        self.result = result
+
+
+class CommandNotFound(UsageError):
+    """The program is not installed."""
+
+
+@dataclass
+class Running:
+    """The process groups currently running, so a signal handler can stop them all."""
+
+    pgids: set[int] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, pgid: int) -> None:
+        with self.lock:
+            self.pgids.add(pgid)
+
+    def discard(self, pgid: int) -> None:
+        with self.lock:
+            self.pgids.discard(pgid)
+
+    def signal_all(self, sig: int) -> None:
+        with self.lock:
+            groups = list(self.pgids)
+        for pgid in groups:
+            try:
+                os.killpg(pgid, sig)
+            except ProcessLookupError:
+                pass
+
+
+RUNNING = Running()
+
+
+def kill_group(pgid: int, grace: float = 5.0) -> None:
+    """TERM the process group, wait up to ``grace`` seconds, then KILL what is left."""
+    try:
+        os.killpg(pgid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def transient_network_error(result: Result) -> bool:
+    """Retry predicate: the output looks like a network hiccup, not a permanent refusal."""
+    text = "\n".join(result.tail).lower()
+    permanent = ("couldn't find remote ref", "not found", "does not appear to be a git repository",
+                 "invalid refspec", "not our ref")
+    if any(p in text for p in permanent) and "could not resolve host" not in text:
+        return False
+    return True
+
+
+def as_user(user: str | None, argv: Sequence[Arg], env_keep: Iterable[str] = ()) -> list[Arg]:
+    """Wrap argv so it runs as ``user`` (``runuser`` as root, ``sudo -u`` otherwise).
+
+    Returns argv unchanged when ``user`` is None or is the current user.
+    """
+    import pwd
+
+    if not user:
+        return list(argv)
+    current = pwd.getpwuid(os.geteuid()).pw_name
+    if user == current:
+        return list(argv)
+    keep = sorted(set(env_keep))
+    if os.geteuid() == 0:
+        # runuser keeps the environment with -m... but also HOME; use env to set names.
+        return ["runuser", "-u", user, "--", "env", *[f"{k}={os.environ.get(k, '')}"
+                                                         for k in keep], *argv]
+    prefix: list[Arg] = ["sudo", "-n", "-H", "-u", user]
+    if keep:
+        prefix.append("--preserve-env=" + ",".join(keep))
+    return [*prefix, "--", *argv]
+
+
+class Runner:
+    """Runs commands for one phase; everything they print goes to ``log`` (appended)."""
+
+    def __init__(self, log: Path | None = None, *, echo: Callable[[str], None] | None = None,
+                 secrets: Iterable[str] = (), env: Mapping[str, str] | None = None,
+                 tail_lines: int = 40) -> None:
+        self.log = Path(log) if log else None
+        self.echo = echo
+        self.secrets = [s for s in secrets if s]
+        self.env = dict(env) if env is not None else None
+        self.tail_lines = tail_lines
+        self._log_lock = threading.Lock()
+
+    def add_secret(self, value: str) -> None:
+        """Mask ``value`` in every line this runner logs or echoes from now on."""
+        if value:
+            self.secrets.append(value)
+
+    def run(
+        self,
+        argv: Sequence[Arg],
+        *,
+        desc: str,
+        cwd: str | os.PathLike | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        attempts: int = 1,
+        retry_if: Callable[[Result], bool] | None = None,
+        backoff: float = 1.0,
+        check: bool = True,
+        ok_codes: Iterable[int] = (0,),
+        input: str | None = None,
+        merge_stderr: bool = True,
+        timeout_exit: Callable[[Result], Exception] | None = None,
+        on_line: Callable[[str], None] | None = None,
+        hint: str | None = None,
+        before_retry: Callable[[Result], None] | None = None,
+    ) -> Result:
+        """Run argv; return a Result or raise CommandFailed / BudgetExpiredError.
+
+        ``timeout`` kills the whole process group. ``attempts`` > 1 retries (with exponential
+        backoff) when ``retry_if(result)`` says so. ``before_retry`` runs between attempts
+        (e.g. ``git gc`` as gerrit-git-prep did).
+        """
+        if not argv:
+            raise ValueError("empty argv")
+        ok = set(ok_codes)
+        result: Result | None = None
+        for attempt in range(1, max(1, attempts) + 1):
+            result = self._run_once(argv, cwd=cwd, env=env, timeout=timeout, input=input,
+                                    merge_stderr=merge_stderr, attempt=attempt,
+                                    on_line=on_line)
+            if result.exit_code in ok and not result.timed_out:
+                return result
+            if result.timed_out:
+                break
+            if attempt < attempts and (retry_if is None or retry_if(result)):
+                self._log(f"# attempt {attempt} failed (exit {result.exit_code}); retrying "
+                          f"in {backoff * 2 ** (attempt - 1):.1f}s")
+                if before_retry is not None:
+                    before_retry(result)
+                time.sleep(backoff * 2 ** (attempt - 1))
+                continue
+            break
+        assert result is not None
+        if result.timed_out and timeout_exit is not None:
+            raise timeout_exit(result)
+        if check:
+            if result.timed_out:
+                raise BudgetExpiredError(
+                    f"{desc} ran out of time after {result.seconds:.0f}s",
+                    details={"command": result.argv},
+                    log_path=str(self.log) if self.log else None,
+                    exit_code=EXIT_TIMEOUT,
+                )
+            raise CommandFailed(desc, result, str(self.log) if self.log else None, hint=hint)
+        return result
+
+    def _run_once(self, argv: Sequence[Arg], *, cwd: str | os.PathLike | None,
+                  env: Mapping[str, str] | None, timeout: float | None, input: str | None,
+                  merge_stderr: bool, attempt: int,
+                  on_line: Callable[[str], None] | None) -> Result:
+        shown = display_argv(argv)
+        real = _reveal(argv)
+        run_env = dict(env if env is not None else (self.env if self.env is not None
+                                                    else os.environ))
+        tail: deque[str] = deque(maxlen=self.tail_lines)
+        captured: list[str] = []
+        self._log(f"$ {shown}" + (f"   (cwd {os.fspath(cwd)})" if cwd else ""))
+
+        def on_out(line: str) -> None:
+            line = line.rstrip("\n")
+            captured.append(line)
+            masked = redact_text(line, self.secrets) if self.secrets else line
+            tail.append(masked)
+            self._log(masked)
+            if self.echo is not None:
+                self.echo(masked)
+            if on_line is not None:
+                on_line(masked)
+
+        err_lines: list[str] = []
+
+        def on_err(line: str) -> None:
+            line = line.rstrip("\n")
+            err_lines.append(line)
+            masked = redact_text(line, self.secrets) if self.secrets else line
+            tail.append(masked)
+            self._log(masked)
+            if self.echo is not None:
+                self.echo(masked)
+
+        try:
+            cmd = sh.Command(real[0])
+        except sh.CommandNotFound as exc:
+            raise CommandNotFound(f"command not found: {real[0]}",
+                                  hint=f"install {real[0]} or put it on PATH") from exc
+        kwargs: dict[str, object] = {
+            "_bg": True, "_new_session": True, "_out": on_out,
+            "_err": None if merge_stderr else on_err, "_err_to_out": merge_stderr,
+            "_env": run_env, "_ok_code": list(range(-128, 256)), "_decode_errors": "replace",
+            "_bg_exc": False, "_no_out": False,
+        }
+        if cwd is not None:
+            kwargs["_cwd"] = os.fspath(cwd)
+        if input is not None:
+            kwargs["_in"] = input
+        else:
+            kwargs["_in"] = os.devnull
+            kwargs["_in_bufsize"] = 0
+        if kwargs["_err"] is None:
+            del kwargs["_err"]
+        start = time.monotonic()
+        timed_out = False
+        try:
+            proc = cmd(*real[1:], **kwargs)
+        except sh.CommandNotFound as exc:
+            raise CommandNotFound(f"command not found: {real[0]}",
+                                  hint=f"install {real[0]} or put it on PATH") from exc
+        pgid = proc.pid  # new session: the child leads its own group
+        RUNNING.add(pgid)
+        try:
+            try:
+                proc.wait(timeout=timeout)
+            except sh.TimeoutException:
+                timed_out = True
+                self._log(f"# timeout after {timeout}s: killing process group {pgid}")
+                kill_group(pgid)
+                try:
+                    proc.wait(timeout=10)
+                except sh.TimeoutException:
+                    pass
+            except KeyboardInterrupt:
+                kill_group(pgid, grace=2.0)
+                raise
+            exit_code = proc.exit_code if proc.exit_code is not None else -1
+        finally:
+            RUNNING.discard(pgid)
+            # The leader is gone but grandchildren may linger in its group: never leave them.
+            _reap_group(pgid)
+        seconds = time.monotonic() - start
+        self._log(f"# exit {exit_code} in {seconds:.2f}s")
+        return Result(argv=shown, exit_code=exit_code, seconds=seconds, attempts=attempt,
+                      stdout="\n".join(captured) + ("\n" if captured else ""),
+                      tail=tuple(tail), timed_out=timed_out)
+
+    def _log(self, line: str) -> None:
+        if self.log is None:
+            return
+        with self._log_lock:
+            self.log.parent.mkdir(parents=True, exist_ok=True)
+            with open(self.log, "a", encoding="utf-8", errors="replace") as fh:
+                fh.write(line + "\n")
+
+
+def _reap_group(pgid: int) -> None:
+    try:
+        os.killpg(pgid, 0)
+    except (ProcessLookupError, PermissionError):
+        return
+    kill_group(pgid, grace=2.0)
+
+
+def which(name: str) -> str | None:
+    """Return the path of program ``name`` on PATH, or None."""
+    import shutil
+
+    return shutil.which(name)
+
+
+def open_log(path: Path) -> IO[str]:
+    """Open a phase log for appending, creating its directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "a", encoding="utf-8", errors="replace")
