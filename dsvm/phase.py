@@ -1,0 +1,107 @@
+"""The contract between the gate job and its phases: a JobContext in, a PhaseResult out.
+
+Every phase module (``workspace``, ``devstack.configure``, ``devstack.stack``, ``tempest``,
+``results``, ``logs``) exposes ``run_phase(ctx: JobContext) -> PhaseResult`` and raises a
+``DsvmError`` when it fails. ``job.py`` strings them together; each ``dsvm <phase>`` command
+builds the same context from its options (``context()``) and calls the same function, so an
+operator re-running one phase by hand on a held node runs the production code path.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dsvm import proc
+from dsvm.console import Ui, get_ui
+from dsvm.profile import Settings
+
+PHASES = ("workspace", "configure", "stack", "tempest", "results", "logs")
+
+
+@dataclass
+class JobContext:
+    """What a phase may read: settings, environment, paths, the time budget, earlier outputs."""
+
+    settings: Settings
+    env: dict[str, str]
+    workspace: Path  # $WORKSPACE
+    deadline: float | None = None  # time.monotonic() value when the job budget runs out
+    ui: Ui = field(default_factory=get_ui)
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # phase -> its outputs
+    plan_only: bool = False
+
+    @property
+    def base(self) -> Path:
+        """$BASE (projects live in $BASE/new)."""
+        return Path(self.settings.get("paths.base") or "/opt/stack")
+
+    @property
+    def logs_dir(self) -> Path:
+        """$WORKSPACE/logs: what is published."""
+        return self.workspace / "logs"
+
+    @property
+    def dsvm_log_dir(self) -> Path:
+        """Where phase logs and the state file live while the job runs."""
+        return self.workspace / ".dsvm"
+
+    def phase_log(self, phase: str) -> Path:
+        """The log file of one phase."""
+        return self.dsvm_log_dir / f"{phase}.log"
+
+    def runner(self, phase: str) -> proc.Runner:
+        """A command runner logging to the phase's log, echoing at -v, masking secrets."""
+        echo = self.ui.info if self.ui.verbose else None
+        return proc.Runner(self.phase_log(phase), echo=echo,
+                           secrets=self.settings.secret_values())
+
+    def time_left(self) -> float | None:
+        """Seconds left of the job budget, or None when there is no budget."""
+        if self.deadline is None:
+            return None
+        return max(0.0, self.deadline - time.monotonic())
+
+
+@dataclass
+class PhaseResult:
+    """What a phase did: exit code (DESIGN.md's), outputs recorded in the state file, a line."""
+
+    phase: str
+    exit_code: int = 0
+    outputs: dict[str, Any] = field(default_factory=dict)
+    summary: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+def context(settings: Settings, env: Mapping[str, str] | None = None, *,
+            workspace: str | os.PathLike | None = None, plan_only: bool = False,
+            budget_seconds: float | None = None) -> JobContext:
+    """Build a JobContext for running one phase by hand (the dsvm <phase> commands)."""
+    env = dict(os.environ if env is None else env)
+    ws = Path(workspace or settings.get("paths.workspace") or env.get("WORKSPACE") or os.getcwd())
+    deadline = time.monotonic() + budget_seconds if budget_seconds else None
+    ctx = JobContext(settings=settings, env=env, workspace=ws.resolve(), deadline=deadline,
+                     plan_only=plan_only)
+    ctx.outputs = load_outputs(ctx)
+    return ctx
+
+
+def load_outputs(ctx: JobContext) -> dict[str, dict[str, Any]]:
+    """Outputs of earlier phases recorded in the state file (empty when there is none)."""
+    import json
+
+    state = ctx.dsvm_log_dir / "state.json"
+    try:
+        data = json.loads(state.read_text())
+    except (OSError, ValueError):
+        return {}
+    phases = data.get("phases", {}) if isinstance(data, dict) else {}
+    return {name: dict(p.get("outputs", {})) for name, p in phases.items() if isinstance(p, dict)}
