@@ -1,0 +1,63 @@
+"""console: plain Jenkins output has no control characters; terminal output has colour."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from dsvm import console
+from dsvm.errors import InfraError
+
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+class _Tty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_plain_mode_is_chosen_for_jenkins_pipes_and_no_color():
+    assert console.is_plain_environment({}, io.StringIO())
+    assert console.is_plain_environment({"JENKINS_URL": "http://j"}, _Tty())
+    assert console.is_plain_environment({"BUILD_ID": "12"}, _Tty())
+    assert console.is_plain_environment({"NO_COLOR": ""}, _Tty())
+    assert console.is_plain_environment({}, _Tty(), no_color=True)
+    assert not console.is_plain_environment({}, _Tty())
+
+
+def _exercise(ui: console.Ui) -> None:
+    with ui.phase("workspace", "3 projects"):
+        ui.info("cloning [nova] from cache")
+        with ui.progress("clone", total=3) as prog:
+            for i in range(3):
+                prog.advance(item=f"p{i}")
+            prog.note("one failure noted")
+        ui.table("projects", ["name", "sha"], [("openstack/nova", "abc")])
+    ui.warn("something odd")
+    ui.error(InfraError("fetch failed", hint="recheck", log_path="/w/logs/x.log",
+                        details={"command": "git fetch"}), phase="workspace")
+
+
+def test_plain_output_is_one_line_per_event_without_control_characters():
+    out, err = io.StringIO(), io.StringIO()
+    _exercise(console.Ui(plain=True, stream=out, err_stream=err))
+    text = out.getvalue() + err.getvalue()
+    assert not CONTROL.search(text), repr(CONTROL.search(text))
+    lines = out.getvalue().splitlines()
+    assert re.match(r"==> \[\d\d:\d\d:\d\d\] phase workspace started: 3 projects", lines[0])
+    assert re.search(r"<== \[\d\d:\d\d:\d\d\] phase workspace ok after \d+\.\d+s", text)
+    assert "cloning [nova] from cache" in text  # markup-like text is printed literally
+    assert "clone: finished, 3/3" in text and "one failure noted" in text
+    assert "ERROR: workspace failed: fetch failed" in err.getvalue()
+    assert "hint    : recheck" in err.getvalue()
+    assert "log     : /w/logs/x.log" in err.getvalue()
+    assert err.getvalue().rstrip().endswith("dsvm: exit 3 (infrastructure failure)")
+
+
+def test_terminal_mode_uses_colour():
+    out, err = _Tty(), _Tty()
+    ui = console.Ui(plain=False, stream=out, err_stream=err)
+    ui.out._force_terminal = True
+    ui.err._force_terminal = True
+    ui.warn("careful")
+    assert "\x1b[" in err.getvalue()
