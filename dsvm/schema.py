@@ -96,6 +96,8 @@ TIMEOUT = {
     "buffer_minutes": Key("int", 10, "reserved for log collection and upload "
                           "(DEVSTACK_GATE_TIMEOUT_BUFFER)"),
     "logs_minutes": Key("int", 5, "budget of the logs phase when the job failed or timed out"),
+    "tests_minutes": Key("int", 0, "kept for Tempest: stack.sh is stopped (exit 124) when it "
+                         "would leave less than this of the job budget; 0 = no reservation"),
 }
 
 HOOKS = {
