@@ -18,7 +18,10 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import subprocess
 
 import sh
 
@@ -243,21 +246,24 @@ class Runner:
         on_line: Callable[[str], None] | None = None,
         hint: str | None = None,
         before_retry: Callable[[Result], None] | None = None,
+        stream: bool = True,
     ) -> Result:
         """Run argv; return a Result or raise CommandFailed / BudgetExpiredError.
 
         ``timeout`` kills the whole process group. ``attempts`` > 1 retries (with exponential
         backoff) when ``retry_if(result)`` says so. ``before_retry`` runs between attempts
-        (e.g. ``git gc`` as gerrit-git-prep did).
+        (e.g. ``git gc`` as gerrit-git-prep did). ``stream=False`` is for many short commands
+        (git plumbing): output is logged/echoed when the command ends rather than line by
+        line, through a plain Popen that costs ~4 ms instead of sh's ~15 ms per command.
         """
         if not argv:
             raise ValueError("empty argv")
         ok = set(ok_codes)
         result: Result | None = None
         for attempt in range(1, max(1, attempts) + 1):
-            result = self._run_once(argv, cwd=cwd, env=env, timeout=timeout, input=input,
-                                    merge_stderr=merge_stderr, attempt=attempt,
-                                    on_line=on_line)
+            run_once = self._run_once if stream else self._run_captured
+            result = run_once(argv, cwd=cwd, env=env, timeout=timeout, input=input,
+                              merge_stderr=merge_stderr, attempt=attempt, on_line=on_line)
             if result.exit_code in ok and not result.timed_out:
                 return result
             if result.timed_out:
@@ -372,6 +378,62 @@ class Runner:
                       stdout="\n".join(captured) + ("\n" if captured else ""),
                       tail=tuple(tail), timed_out=timed_out)
 
+    def _run_captured(self, argv: Sequence[Arg], *, cwd: str | os.PathLike | None,
+                      env: Mapping[str, str] | None, timeout: float | None, input: str | None,
+                      merge_stderr: bool, attempt: int,
+                      on_line: Callable[[str], None] | None) -> Result:
+        """Run once without sh: own session, output captured whole, group killed on timeout."""
+        import subprocess
+
+        shown = display_argv(argv)
+        real = _reveal(argv)
+        run_env = dict(env if env is not None else (self.env if self.env is not None
+                                                    else os.environ))
+        start = time.monotonic()
+        timed_out = False
+        try:
+            child = subprocess.Popen(
+                real, cwd=os.fspath(cwd) if cwd is not None else None, env=run_env,
+                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
+                start_new_session=True, text=True, errors="replace")
+        except FileNotFoundError as exc:
+            raise CommandNotFound(f"command not found: {real[0]}",
+                                  hint=f"install {real[0]} or put it on PATH") from exc
+        RUNNING.add(child.pid)
+        try:
+            try:
+                out, err = child.communicate(input, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                _term_then_kill(child)
+                out, err = child.communicate()
+            except KeyboardInterrupt:
+                kill_group(child.pid, grace=2.0)
+                raise
+        finally:
+            RUNNING.discard(child.pid)
+            _reap_group(child.pid)
+        seconds = time.monotonic() - start
+        # split("\n"), not splitlines(): exotic separators must not make extra lines (pip).
+        lines = [ln for ln in (out or "").split("\n") if ln] + \
+            [ln for ln in (err or "").split("\n") if ln]
+        masked = [redact_text(ln, self.secrets) if self.secrets else ln for ln in lines]
+        record = [f"$ {shown}" + (f"   (cwd {os.fspath(cwd)})" if cwd else ""), *masked]
+        if timed_out:
+            record.append(f"# timeout after {timeout}s: killed process group {child.pid}")
+        record.append(f"# exit {child.returncode} in {seconds:.2f}s")
+        self._log("\n".join(record))  # one write: these commands are many and short
+        for line in masked:
+            if self.echo is not None:
+                self.echo(line)
+            if on_line is not None:
+                on_line(line)
+        return Result(argv=shown, exit_code=child.returncode, seconds=seconds, attempts=attempt,
+                      stdout=out or "", tail=tuple(masked[-self.tail_lines:]),
+                      timed_out=timed_out)
+
     def _log(self, line: str) -> None:
         if self.log is None:
             return
@@ -379,6 +441,24 @@ class Runner:
             self.log.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log, "a", encoding="utf-8", errors="replace") as fh:
                 fh.write(line + "\n")
+
+
+def _term_then_kill(child: subprocess.Popen, grace: float = 5.0) -> None:
+    """TERM the child's group, reap the child (so it is no zombie), KILL the group if slow."""
+    import subprocess
+
+    try:
+        os.killpg(child.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        child.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def _reap_group(pgid: int) -> None:
