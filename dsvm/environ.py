@@ -182,6 +182,32 @@ REMOVED = {
     "REQUIREMENTS_MODE": "removed 2015-11",
 }
 
+# Known devstack-gate features dsvm does not implement and that would change what is tested if
+# silently ignored: a job setting them must not turn green without them (exit 2).
+UNSUPPORTED = {
+    "DEVSTACK_GATE_GRENADE": ("grenade upgrade jobs are not supported by dsvm",
+                              "keep this job on devstack-gate, or drop the variable"),
+    "DEVSTACK_GATE_SETTINGS": ("dsvm does not source bash settings files",
+                               "export the file's variables in the job, or move them into "
+                               "the profile"),
+}
+
+
+def unsupported(env: Mapping[str, str]) -> list[Problem]:
+    """Problems for variables that ask for a feature dsvm lacks (ignoring them is unsafe)."""
+    out = []
+    for name, (why, hint) in UNSUPPORTED.items():
+        if env.get(name):
+            out.append(Problem(f"env {name}", f"{name}={env[name]!r}: {why}", hint=hint))
+    topology = env.get("DEVSTACK_GATE_TOPOLOGY", "aio")
+    if topology not in ("", "aio"):
+        out.append(Problem("env DEVSTACK_GATE_TOPOLOGY",
+                           f"DEVSTACK_GATE_TOPOLOGY={topology!r}: multinode jobs are not "
+                           "supported by dsvm (single node only)",
+                           hint="unset it (aio) or keep this job on devstack-gate"))
+    return out
+
+
 TRUE = {"1", "true", "True", "TRUE", "yes", "Yes", "YES", "on"}
 FALSE = {"0", "false", "False", "FALSE", "no", "No", "NO", "off", ""}
 
@@ -255,6 +281,7 @@ def apply(settings: Settings, env: Mapping[str, str], problems: list[Problem]) -
     set override profile keys.
     """
     gate: dict[str, Any] = {}
+    problems.extend(unsupported(env))
     for name, var in VARS.items():
         raw = env.get(name)
         if raw is None:

@@ -77,3 +77,21 @@ def test_every_spec_variable_is_known():
                  "DEVSTACK_GATE_NEUTRON", "DEVSTACK_GATE_TOPOLOGY", "DEVSTACK_GATE_GRENADE",
                  "DEVSTACK_GATE_PROJECTS_OVERRIDE", "DEVSTACK_GATE_MQ_DRIVER"]:
         assert environ.warnings_for({name: "1"}) == []
+
+
+@pytest.mark.parametrize("env,name", [
+    ({"DEVSTACK_GATE_GRENADE": "pullup"}, "DEVSTACK_GATE_GRENADE"),
+    ({"DEVSTACK_GATE_TOPOLOGY": "multinode"}, "DEVSTACK_GATE_TOPOLOGY"),
+    ({"DEVSTACK_GATE_SETTINGS": "/tmp/settings.sh"}, "DEVSTACK_GATE_SETTINGS"),
+])
+def test_unsupported_features_are_refused_not_ignored(env, name):
+    with pytest.raises(ProfileError) as info:
+        profile.resolve("base", env=env)
+    assert info.value.exit_code == 2
+    assert [p.where for p in info.value.problems] == [f"env {name}"]
+
+
+def test_harmless_removed_variables_only_warn():
+    s = profile.resolve("base", env={"DEVSTACK_GATE_EXERCISES": "1",
+                                     "DEVSTACK_GATE_CLEAN_LOGS": "0"})
+    assert s.profile == "base"
