@@ -434,6 +434,77 @@ class Runner:
                       stdout=out or "", tail=tuple(masked[-self.tail_lines:]),
                       timed_out=timed_out)
 
+    def run_bytes(self, argv: Sequence[Arg], *, desc: str, out: Callable[[bytes], None],
+                  cwd: str | os.PathLike | None = None, env: Mapping[str, str] | None = None,
+                  timeout: float | None = None) -> Result:
+        """Run argv handing its stdout, raw, to ``out`` chunk by chunk; return a Result.
+
+        For binary streams (stestr's subunit v2): stdout is neither decoded, logged nor
+        captured; stderr is logged line by line as ``run`` does. It never raises for an exit
+        code or a timeout (the group is TERMed then KILLed): a partial stream still matters,
+        so the caller reads ``exit_code`` and ``timed_out``.
+        """
+        import subprocess
+
+        shown = display_argv(argv)
+        real = _reveal(argv)
+        run_env = dict(env if env is not None else (self.env if self.env is not None
+                                                    else os.environ))
+        tail: deque[str] = deque(maxlen=self.tail_lines)
+        self._log(f"$ {shown}" + (f"   (cwd {os.fspath(cwd)})" if cwd else "") + f"   # {desc}")
+        try:
+            child = subprocess.Popen(real, cwd=os.fspath(cwd) if cwd is not None else None,
+                                     env=run_env, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     start_new_session=True, bufsize=0)
+        except FileNotFoundError as exc:
+            raise CommandNotFound(f"command not found: {real[0]}",
+                                  hint=f"install {real[0]} or put it on PATH") from exc
+        assert child.stdout is not None and child.stderr is not None
+        stdout, stderr = child.stdout, child.stderr
+
+        def pump_out() -> None:
+            while chunk := stdout.read(65536):
+                out(chunk)
+
+        def pump_err() -> None:
+            for raw in stderr:
+                line = raw.decode("utf-8", "replace").rstrip("\n")
+                masked = redact_text(line, self.secrets) if self.secrets else line
+                tail.append(masked)
+                self._log(masked)
+                if self.echo is not None:
+                    self.echo(masked)
+
+        pumps = [threading.Thread(target=f, daemon=True) for f in (pump_out, pump_err)]
+        for pump in pumps:
+            pump.start()
+        start = time.monotonic()
+        timed_out = False
+        RUNNING.add(child.pid)
+        try:
+            try:
+                child.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                timed_out = True
+                self._log(f"# timeout after {timeout}s: killing process group {child.pid}")
+                _term_then_kill(child)
+                child.wait()
+            except KeyboardInterrupt:
+                kill_group(child.pid, grace=2.0)
+                raise
+        finally:
+            RUNNING.discard(child.pid)
+            _reap_group(child.pid)
+            for pump in pumps:
+                pump.join(timeout=10)
+            stdout.close()
+            stderr.close()
+        seconds = time.monotonic() - start
+        self._log(f"# exit {child.returncode} in {seconds:.2f}s")
+        return Result(argv=shown, exit_code=child.returncode, seconds=seconds, attempts=1,
+                      stdout="", tail=tuple(tail), timed_out=timed_out)
+
     def _log(self, line: str) -> None:
         if self.log is None:
             return

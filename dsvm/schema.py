@@ -69,6 +69,10 @@ CINDER = {
     "backends": Key("list[map]", [], "vendor backends: name, volume_driver, options, "
                     "secret_options, volume_type, storage_protocol, vendor_name"),
     "default_volume_type": Key("str", "", "default volume type (default: first backend's)"),
+    "tempest_features": Key("map", {}, "Tempest [volume-feature-enabled] flags for the "
+                            "backends (manage_snapshot, manage_volume, volume_revert, "
+                            "extend_attached_volume, ...); devstack leaves them False for "
+                            "non-LVM backends"),
 }
 
 TEMPEST = {
