@@ -10,6 +10,7 @@ log file (and to the console at ``-v``), and comes back as a ``Result``. Failure
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import signal
 import threading
@@ -220,12 +221,28 @@ class Runner:
         self.secrets = [s for s in secrets if s]
         self.env = dict(env) if env is not None else None
         self.tail_lines = tail_lines
+        self.patterns: list[re.Pattern[str]] = []
         self._log_lock = threading.Lock()
 
     def add_secret(self, value: str) -> None:
         """Mask ``value`` in every line this runner logs or echoes from now on."""
         if value:
             self.secrets.append(value)
+
+    def add_pattern(self, pattern: re.Pattern[str]) -> None:
+        """Mask what ``pattern``'s first group (or whole match) covers in every line from now.
+
+        For secrets known only by where they appear, e.g. stack.sh's ``The password: …``.
+        """
+        self.patterns.append(pattern)
+
+    def mask(self, line: str) -> str:
+        """``line`` with every known secret value and secret pattern masked."""
+        if self.secrets:
+            line = redact_text(line, self.secrets)
+        for pattern in self.patterns:
+            line = pattern.sub(_mask_match, line)
+        return line
 
     def run(
         self,
@@ -305,7 +322,7 @@ class Runner:
         def on_out(line: str) -> None:
             line = line.rstrip("\n")
             captured.append(line)
-            masked = redact_text(line, self.secrets) if self.secrets else line
+            masked = self.mask(line)
             tail.append(masked)
             self._log(masked)
             if self.echo is not None:
@@ -318,7 +335,7 @@ class Runner:
         def on_err(line: str) -> None:
             line = line.rstrip("\n")
             err_lines.append(line)
-            masked = redact_text(line, self.secrets) if self.secrets else line
+            masked = self.mask(line)
             tail.append(masked)
             self._log(masked)
             if self.echo is not None:
@@ -470,7 +487,7 @@ class Runner:
         def pump_err() -> None:
             for raw in stderr:
                 line = raw.decode("utf-8", "replace").rstrip("\n")
-                masked = redact_text(line, self.secrets) if self.secrets else line
+                masked = self.mask(line)
                 tail.append(masked)
                 self._log(masked)
                 if self.echo is not None:
@@ -530,6 +547,15 @@ def _term_then_kill(child: subprocess.Popen, grace: float = 5.0) -> None:
         os.killpg(child.pid, signal.SIGKILL)
     except ProcessLookupError:
         pass
+
+
+def _mask_match(m: re.Match[str]) -> str:
+    if not m.re.groups:
+        return "****"
+    start, end = m.span(1)
+    if start < 0:
+        return m.group(0)
+    return m.group(0)[:start - m.start()] + "****" + m.group(0)[end - m.start():]
 
 
 def _reap_group(pgid: int) -> None:
