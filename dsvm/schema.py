@@ -84,14 +84,18 @@ TEMPEST = {
     "exclude": Key("list[map]", [], "tests to exclude: {regex, reason} (a reason is required)"),
     "exclude_file": Key("str", "", "file of exclude regexes, each with '# reason'"),
     "selections": Key("any", {}, "named selections: {name: {regex, include, exclude}}"),
-    "concurrency": Key("int", 0, "stestr workers (TEMPEST_CONCURRENCY); 0 = devstack-gate's "
-                       "rule"),
+    "concurrency": Key("int", 0, "stestr workers (TEMPEST_CONCURRENCY); unset = the number "
+                       "of CPUs"),
     "serial": Key("bool", False, "run in one worker"),
     "test_timeout": Key("int", 0, "per-test timeout in seconds (OS_TEST_TIMEOUT); 0 = none"),
     "known_failures": Key("list[map]", [], "known failures: {regex, bug, on: id|traceback}"),
     "user": Key("str", "tempest", "user Tempest runs as"),
     "dir": Key("str", "", "Tempest checkout (default $BASE/new/tempest)"),
     "enabled": Key("bool", True, "run Tempest at all (DEVSTACK_GATE_TEMPEST)"),
+    "stestr": Key("str", "", "stestr executable (default: the checkout's .tox/tempest venv, "
+                  "then next to dsvm's Python, then PATH)"),
+    "rerun_failures": Key("bool", False, "after a run with failures, re-run them serially; "
+                          "those that pass are reported as flaky and only the rest fail the run"),
 }
 
 TIMEOUT = {

@@ -1,0 +1,1 @@
+"""devstack integration: ini editing, local.conf (meta-config), Cinder backends, stack.sh."""
