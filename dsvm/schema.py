@@ -41,6 +41,9 @@ GIT = {
     "zuul_url": Key("str", "", "where Zuul refs are fetched from (ZUUL_URL)"),
     "timeout": Key("int", 600, "seconds one git network operation may take"),
     "attempts": Key("int", 3, "tries for a git network operation"),
+    "backoff": Key("int", 5, "seconds before the first retry of a git network operation "
+                   "(doubled for each further retry)"),
+    "jobs": Key("int", 4, "projects the workspace phase checks out in parallel"),
 }
 
 PATHS = {

@@ -4,24 +4,74 @@ from __future__ import annotations
 
 import argparse
 
-from dsvm.commands import add_command, add_json, not_implemented
+from dsvm.commands import add_command, add_json
 
 
 def register(sub: argparse._SubParsersAction, name: str) -> None:
     p = add_command(
         sub, name, help="check projects out from the ZUUL_* environment",
         description="Check every project of the job out under $BASE/new at exactly the "
-                    "commit Zuul merged (zuul-cloner semantics), cloning from the git cache "
-                    "and falling back to GIT_BASE.",
+                    "commit Zuul merged (zuul-cloner semantics): seeded from the node's git "
+                    "cache (/opt/git), origin pointed at GIT_BASE, the Zuul ref fetched from "
+                    "ZUUL_URL, falling back rung by rung (Zuul ref for master, branch tip, "
+                    "master) and saying why. A workspace left by a previous job is reused and "
+                    "cleaned. --plan prints the decision and changes nothing (offline).",
         example="ZUUL_PROJECT=openstack/cinder ZUUL_BRANCH=master ZUUL_REF=refs/zuul/master/Z1 "
-                "dsvm workspace --plan")
+                "ZUUL_URL=http://zuul.example.org/p dsvm workspace --plan\n"
+                "  env $(cat examples/zuul-change.env) dsvm --profile examples/workspace-demo"
+                ".yaml workspace --plan --json")
     p.add_argument("--plan", action="store_true", help="print the plan, change nothing")
     p.add_argument("--git-cache", metavar="DIR", help="cache root (default $DSVM_GIT_CACHE "
                    "or /opt/git)")
-    p.add_argument("--base", metavar="DIR", help="install root (default $BASE or /opt/stack)")
+    p.add_argument("--base", metavar="DIR", help="install root; projects land in DIR/new "
+                   "(default $BASE or /opt/stack)")
+    p.add_argument("--jobs", type=int, metavar="N", help="projects checked out in parallel "
+                   "(default git.jobs, 4)")
     add_json(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_implemented("workspace", "issue 3")
+    import json
+    import os
+
+    from dsvm import phase, profile, workspace
+
+    options = {"git.cache": args.git_cache, "paths.base": args.base, "git.jobs": args.jobs}
+    settings = profile.resolve(args.profile, os.environ, options=options)
+    ctx = phase.context(settings, os.environ, plan_only=args.plan)
+    if args.json:
+        ctx.ui = _quiet(ctx.ui)
+    result = workspace.run_phase(ctx)
+    if args.json:
+        print(json.dumps({"projects": result.outputs["projects"],
+                          "zuul": result.outputs["zuul"]}, indent=2, sort_keys=True))
+    elif args.plan:
+        _show_plan(ctx.ui, result.outputs)
+    return result.exit_code
+
+
+def _quiet(ui: object) -> object:
+    """The same console with tables and progress sent to stderr, so stdout is pure JSON."""
+    from dsvm.console import Ui
+
+    assert isinstance(ui, Ui)
+    return Ui(plain=True, verbose=ui.verbose, stream=ui.err_stream, err_stream=ui.err_stream)
+
+
+def _show_plan(ui: object, data: dict) -> None:
+    from dsvm.console import Ui
+
+    assert isinstance(ui, Ui)
+    rows = []
+    for p in data["projects"]:
+        ladder = " > ".join(s["ref"] + ("?" if s["unless_branch"] else "") for s in p["steps"])
+        rows.append((p["name"], p["path"], f"{p['branch']} ({p['branch_why']})", ladder,
+                     p["source"]))
+        if p["cache_note"]:
+            ui.warn(f"{p['name']}: {p['cache_note']}")
+    ui.table("workspace plan (nothing changed)",
+             ["project", "path", "branch (why)", "refs to try, in order", "source"], rows)
+    z = data["zuul"]
+    ui.info(f"zuul: {z['kind']} pipeline={z['pipeline']} project={z['project']} "
+            f"branch={z['branch']} ref={z['ref']} url={z['url']}")

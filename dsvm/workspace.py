@@ -1,0 +1,532 @@
+"""The workspace phase: which commit every project of the job gets (pure plan), then getting it.
+
+``plan()`` turns Zuul's parameters, the workspace settings and what the node's git cache holds
+(``inspect_cache``, which only reads files) into a ``WorkspacePlan``: for each project its
+destination, where it is seeded from (``/opt/git`` cache or the upstream), its origin URL and
+the ordered ladder of refs to try, each rung saying why (zuul-cloner's algorithm, spec
+zuul-cloner.md §2.4, with devstack-gate's overrides). ``apply()`` walks that plan with
+``git.py``, in parallel, and reports what it checked out. This module never decides anything
+from a shell string, and never writes outside the planned destinations.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dsvm import zuul
+from dsvm.errors import DsvmError, InfraError, Problem, UsageError
+
+if TYPE_CHECKING:
+    from dsvm.console import Ui
+    from dsvm.git import Git
+    from dsvm.phase import JobContext, PhaseResult
+    from dsvm.profile import Settings
+
+DEFAULT_GIT_BASE = "https://opendev.org"
+
+# spec devstack-gate §2.3: projects a feature flag pulls in.
+FLAG_PROJECTS = {
+    "DEVSTACK_GATE_HORIZON": ("openstack/horizon",),
+    "DEVSTACK_GATE_HEAT": ("openstack/dib-utils", "openstack/diskimage-builder"),
+    "DEVSTACK_GATE_SAHARA": ("openstack/sahara", "openstack/sahara-dashboard"),
+    "DEVSTACK_GATE_TROVE": ("openstack/trove",),
+}
+
+
+# ----------------------------------------------------------------------------------------------
+# Inputs
+
+@dataclass(frozen=True)
+class WorkspaceConfig:
+    """The workspace settings of one job: projects (with where each was named), paths, URLs."""
+
+    projects: tuple[tuple[str, str], ...]  # (project, where it was named)
+    dest_root: str  # $BASE/new
+    cache_root: str  # /opt/git
+    git_base: str  # "" = no upstream: cache only
+    git_base_overrides: Mapping[str, str] = field(default_factory=dict)  # UC -> URL
+    branch_overrides: Mapping[str, str] = field(default_factory=dict)  # UC -> branch
+    project_branches: Mapping[str, str] = field(default_factory=dict)  # project -> branch
+    override_branch: str | None = None  # OVERRIDE_ZUUL_BRANCH / BRANCH_OVERRIDE
+    clone_map: Mapping[str, str] = field(default_factory=dict)  # project or regex -> dest
+
+
+@dataclass(frozen=True)
+class CacheFact:
+    """What the node cache holds for one project: its path, and why it is unusable (or None)."""
+
+    path: str
+    problem: str | None  # None: usable; "missing"; or the damage found
+
+
+def config_from(settings: Settings, env: Mapping[str, str]) -> WorkspaceConfig:
+    """Return the WorkspaceConfig of resolved settings and the job's environment."""
+    from dsvm import environ
+
+    gate = settings.gate or {}
+    override = env.get("DEVSTACK_GATE_PROJECTS_OVERRIDE", "").split()
+    named: list[tuple[str, str]] = []
+    if override:
+        named += [(p, "env DEVSTACK_GATE_PROJECTS_OVERRIDE") for p in override]
+    else:
+        where = settings.origin("projects")
+        named += [(str(p), where) for p in settings.get("projects") or []]
+        named += [(p, "env PROJECTS") for p in env.get("PROJECTS", "").split()]
+        for flag, projects in FLAG_PROJECTS.items():
+            if gate.get(flag):
+                named += [(p, f"env {flag}") for p in projects]
+        libs = [n.strip() for n in env.get("DEVSTACK_PROJECT_FROM_GIT", "").split(",")]
+        named += [(f"openstack/{n}", "env DEVSTACK_PROJECT_FROM_GIT") for n in libs if n]
+        if "manila-ui" in libs:
+            named.append(("openstack/horizon", "env DEVSTACK_PROJECT_FROM_GIT"))
+    branches, bases = environ.project_overrides(env)
+    base = str(Path(settings.get("paths.base") or "/opt/stack") / "new")
+    override_branch = gate.get("OVERRIDE_ZUUL_BRANCH") or env.get("OVERRIDE_ZUUL_BRANCH")
+    if not override_branch and env.get("BRANCH_OVERRIDE") not in (None, "", "default"):
+        override_branch = env["BRANCH_OVERRIDE"]
+    git_base = settings.get("git.base")
+    return WorkspaceConfig(
+        projects=tuple(named), dest_root=base,
+        cache_root=str(settings.get("git.cache") or "/opt/git"),
+        git_base=DEFAULT_GIT_BASE if git_base is None else str(git_base).rstrip("/"),
+        git_base_overrides=bases, branch_overrides=branches,
+        project_branches={str(k): str(v) for k, v in (settings.get("project_branches")
+                                                       or {}).items()},
+        override_branch=override_branch or None,
+        clone_map={str(k): str(v) for k, v in (settings.get("clone_map") or {}).items()})
+
+
+def project_names(config: WorkspaceConfig, params: zuul.Params) -> list[str]:
+    """The job's projects: configured ones plus every project under test, sorted, unique."""
+    return sorted({p for p, _ in config.projects} | set(params.change_projects))
+
+
+def inspect_cache(cache_root: str | os.PathLike, projects: Iterable[str]) -> dict[str, CacheFact]:
+    """Return what the cache holds for each valid project name (reads a few files, no git)."""
+    from dsvm.git import looks_like_repo
+
+    root = Path(cache_root)
+    facts = {}
+    for name in projects:
+        if zuul.project_problem(name):
+            continue
+        path = root / name
+        facts[name] = CacheFact(str(path), looks_like_repo(path) if path.exists() else "missing")
+    return facts
+
+
+# ----------------------------------------------------------------------------------------------
+# The plan
+
+@dataclass(frozen=True)
+class Step:
+    """One rung of a project's ladder: a ref to try, where it is fetched from, and why."""
+
+    kind: str  # "revision" | "zuul-ref" | "branch" | "tag"
+    ref: str
+    url: str | None  # fetched from here; None: from origin (already fetched)
+    why: str
+    unless_branch: str | None = None  # skipped when origin has this branch
+    prefetch: str | None = None  # "revision": fetch this ref from url first (result ignored)
+
+
+@dataclass(frozen=True)
+class ProjectCheckout:
+    """Everything apply() needs to put one project at its commit."""
+
+    name: str
+    path: str
+    branch: str
+    branch_why: str
+    origin: str  # the upstream URL origin points at afterwards
+    source: str  # "cache" | "network"
+    cache_path: str | None
+    note: str | None  # why the cache is not used, when it is not
+    steps: tuple[Step, ...]
+    under_test: bool
+
+    def as_json(self) -> dict[str, Any]:
+        """The --plan --json form of one project (the stable keys, commit unknown yet)."""
+        return {"name": self.name, "path": self.path, "branch": self.branch,
+                "ref": self.steps[0].ref if self.steps else None, "commit": None,
+                "source": self.source, "fallback": None, "origin": self.origin,
+                "branch_why": self.branch_why, "cache_note": self.note,
+                "under_test": self.under_test, "steps": [asdict(s) for s in self.steps]}
+
+
+@dataclass(frozen=True)
+class WorkspacePlan:
+    """The replayable decision for the whole job: one ProjectCheckout per project."""
+
+    projects: tuple[ProjectCheckout, ...]
+    zuul: zuul.Params
+    dest_root: str
+    cache_root: str
+
+    def as_json(self) -> dict[str, Any]:
+        """Stable JSON: {"projects": [...], "zuul": {...}, "dest_root", "cache_root"}."""
+        return {"projects": [p.as_json() for p in self.projects], "zuul": self.zuul.as_json(),
+                "dest_root": self.dest_root, "cache_root": self.cache_root}
+
+
+def plan(params: zuul.Params, config: WorkspaceConfig,
+         cache: Mapping[str, CacheFact]) -> WorkspacePlan:
+    """Return the WorkspacePlan (pure); raise UsageError listing every bad input."""
+    problems: list[Problem] = []
+    where = dict(config.projects)
+    for name in project_names(config, params):
+        if why := zuul.project_problem(name):
+            problems.append(Problem(where.get(name, "env ZUUL_CHANGES"),
+                                    f"project {name!r} {why}",
+                                    hint="a project is org/name, relative, without '..'"))
+    if problems:
+        raise UsageError("bad project names", problems=problems)
+    if params.newrev == zuul.ZERO_SHA:
+        problems.append(Problem("env ZUUL_NEWREV", f"{params.project}: the ref was deleted "
+                                "(ZUUL_NEWREV is all zeros); there is no revision to test"))
+    checkouts = []
+    for name in project_names(config, params):
+        item = _plan_project(name, params, config, cache.get(name), problems)
+        if item is not None:
+            checkouts.append(item)
+    _check_destinations(checkouts, problems)
+    if problems:
+        raise UsageError(f"cannot plan the workspace: {len(problems)} problem"
+                         f"{'s' * (len(problems) > 1)}", problems=problems,
+                         hint="fix the values named above; 'dsvm workspace --plan' re-checks")
+    return WorkspacePlan(tuple(checkouts), params, config.dest_root, config.cache_root)
+
+
+def devstack_gate_uc(project: str) -> str:
+    """devstack-gate's <UC>: upper case, '-' → '_', first char not in [A-Z_] deleted (sed)."""
+    short = project.rsplit("/", 1)[-1].upper().replace("-", "_")
+    return re.sub(r"[^A-Z_]", "", short, count=1)
+
+
+def _override(table: Mapping[str, str], project: str) -> tuple[str, str] | None:
+    from dsvm import environ
+
+    for uc in dict.fromkeys((environ.uc_name(project), devstack_gate_uc(project))):
+        if table.get(uc):
+            return uc, table[uc]
+    return None
+
+
+def indicated_branch(name: str, params: zuul.Params, config: WorkspaceConfig) -> tuple[str, str]:
+    """Return (branch, why) for a project: the most specific override wins."""
+    if found := _override(config.branch_overrides, name):
+        return found[1], f"env OVERRIDE_{found[0]}_PROJECT_BRANCH"
+    if name in config.project_branches:
+        return config.project_branches[name], "profile project_branches"
+    if config.override_branch:
+        return config.override_branch, "env OVERRIDE_ZUUL_BRANCH"
+    if params.branch:
+        return params.branch, "ZUUL_BRANCH"
+    return "master", "default"
+
+
+def ladder(name: str, branch: str, params: zuul.Params) -> tuple[Step, ...]:
+    """The ordered refs to try for one project (zuul-cloner §2.4 steps 3-4, pure)."""
+    zurl = f"{params.url}/{name}" if params.url else None
+    if params.newrev and name == params.project:
+        # Post/tag pipeline: the triggering project gets exactly the new revision, no fallback.
+        prefetch = params.ref if params.ref and zurl else None
+        return (Step("revision", params.newrev, zurl, "ZUUL_NEWREV of the ref update",
+                     prefetch=prefetch),)
+    steps: list[Step] = []
+    if params.ref and zurl:
+        own = zuul.ref_for_branch(params.ref, params.branch, branch)
+        if own:
+            steps.append(Step("zuul-ref", own, zurl, f"Zuul ref for {branch}"))
+            master = zuul.ref_for_branch(params.ref, params.branch, "master")
+            if master and master != own:
+                steps.append(Step("zuul-ref", master, zurl,
+                                  f"{name} has no branch {branch}: Zuul ref for master",
+                                  unless_branch=branch))
+        elif name == params.project:
+            steps.append(Step("zuul-ref", params.ref, zurl, "ZUUL_REF as given"))
+    steps.append(Step("branch", branch, None, f"tip of {branch}"))
+    if branch != "master":
+        if branch.startswith("stable/"):
+            series = branch.split("/", 1)[1]
+            steps.append(Step("tag", f"{series}-eol", None,
+                              f"{name} has no branch {branch}: its {series}-eol tag",
+                              unless_branch=branch))
+        steps.append(Step("branch", "master", None, f"{name} has no branch {branch}: "
+                          "tip of master", unless_branch=branch))
+    return tuple(steps)
+
+
+def _plan_project(name: str, params: zuul.Params, config: WorkspaceConfig,
+                  fact: CacheFact | None, problems: list[Problem]) -> ProjectCheckout | None:
+    branch, branch_why = indicated_branch(name, params, config)
+    if why := zuul.ref_problem(branch):
+        problems.append(Problem(branch_why, f"branch {branch!r} for {name} {why}"))
+        return None
+    base_override = _override(config.git_base_overrides, name)
+    base = base_override[1].rstrip("/") if base_override else config.git_base
+    usable = fact is not None and fact.problem is None
+    note = None
+    if fact is not None and fact.problem not in (None, "missing"):
+        note = f"cache {fact.path} is unusable ({fact.problem}): cloning from the upstream"
+    elif fact is not None and fact.problem == "missing":
+        note = f"not in the cache {Path(fact.path).parent}: cloning from the upstream"
+    if base and (why := zuul.url_problem(base)):
+        problems.append(Problem("git.base" if not base_override else
+                                f"env OVERRIDE_{base_override[0]}_GIT_BASE",
+                                f"{base!r} {why}"))
+        return None
+    if not base and not usable:
+        problems.append(Problem(f"project {name}", "is not in the git cache and there is no "
+                                "upstream to clone it from (git.base is empty)",
+                                hint="set GIT_BASE, or OVERRIDE_<PROJECT>_GIT_BASE, or add it "
+                                "to the cache with dsvm prepare-node"))
+        return None
+    assert fact is not None or base
+    origin = f"{base}/{name}" if base else (fact.path if fact else "")
+    return ProjectCheckout(
+        name=name, path=destination(name, config), branch=branch, branch_why=branch_why,
+        origin=origin, source="cache" if usable else "network",
+        cache_path=fact.path if usable and fact else None, note=note,
+        steps=ladder(name, branch, params), under_test=name in params.change_projects)
+
+
+def destination(name: str, config: WorkspaceConfig) -> str:
+    """Where a project lands: its clone-map entry, else ``$BASE/new/<short name>``."""
+    root = Path(config.dest_root)
+    if name in config.clone_map:
+        return os.path.normpath(root / config.clone_map[name])
+    for rule, dest in config.clone_map.items():
+        if rule != name and re.fullmatch(rule, name):
+            return os.path.normpath(root / re.sub(f"^(?:{rule})$", dest, name))
+    return str(root / name.rsplit("/", 1)[-1])
+
+
+def _check_destinations(checkouts: list[ProjectCheckout], problems: list[Problem]) -> None:
+    seen: dict[str, str] = {}
+    for item in checkouts:
+        if item.path in seen:
+            problems.append(Problem(f"project {item.name}", f"shares the destination {item.path}"
+                                    f" with {seen[item.path]}",
+                                    hint="give one of them a clone_map entry"))
+        seen[item.path] = item.name
+
+
+# ----------------------------------------------------------------------------------------------
+# Applying it
+
+@dataclass(frozen=True)
+class Outcome:
+    """What apply() did for one project (the --json row)."""
+
+    name: str
+    path: str
+    branch: str
+    ref: str
+    commit: str
+    source: str
+    fallback: str | None
+    reused: bool
+    seconds: float
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def apply(workspace: WorkspacePlan, git: Git, *, jobs: int = 4, ui: Ui | None = None,
+          on_done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
+    """Check every project out as planned; return outcomes in plan order; raise DsvmError.
+
+    Projects run ``jobs`` at a time; a project whose destination lies inside another's waits
+    for it (the parent clone needs its directory first).
+    """
+    by_name: dict[str, Outcome] = {}
+    for wave in _waves(workspace.projects):
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            futures = {pool.submit(apply_project, item, git): item for item in wave}
+            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+            for fut in pending:
+                fut.cancel()
+            for fut in done:
+                if fut.exception() is None:
+                    out = fut.result()
+                    by_name[out.name] = out
+                    if on_done:
+                        on_done(out)
+            for fut in done:
+                if (exc := fut.exception()) is not None:
+                    raise exc
+    return [by_name[p.name] for p in workspace.projects]
+
+
+def _waves(projects: Iterable[ProjectCheckout]) -> list[list[ProjectCheckout]]:
+    items = list(projects)
+    paths = [Path(p.path) for p in items]
+    depth = {p.name: sum(1 for other in paths if other != Path(p.path)
+                         and Path(p.path).is_relative_to(other)) for p in items}
+    return [[p for p in items if depth[p.name] == d] for d in sorted(set(depth.values()))]
+
+
+def apply_project(item: ProjectCheckout, git: Git) -> Outcome:
+    """Put one project at its planned commit; return the Outcome; raise DsvmError."""
+    from dsvm import git as gitmod
+
+    start = time.monotonic()
+    dest = Path(item.path)
+    reused, source, note = _obtain(item, git, dest)
+    try:
+        git.set_origin(dest, item.origin)
+        git.fetch_origin(dest, item.name)
+        step, sha, skipped = _choose(item, git, dest)
+        git.checkout(dest, sha)
+    except DsvmError as exc:
+        if reused or source != "cache" or isinstance(exc, (UsageError, gitmod.RemoteError)):
+            raise
+        # The copy of the cache is damaged in a way the plan's file checks could not see.
+        shutil.rmtree(dest)
+        note = f"cache copy of {item.name} is damaged ({exc.message}): cloned from the upstream"
+        return _retry_from_network(item, git, start, note)
+    return _finish(item, git, dest, step, sha, skipped, source, note, reused, start)
+
+
+def _retry_from_network(item: ProjectCheckout, git: Git, start: float, note: str) -> Outcome:
+    from dataclasses import replace
+
+    fresh = replace(item, source="network", cache_path=None, note=note)
+    out = apply_project(fresh, git)
+    return replace(out, seconds=time.monotonic() - start)
+
+
+def _finish(item: ProjectCheckout, git: Git, dest: Path, step: Step, sha: str,
+            skipped: list[str], source: str, note: str | None, reused: bool,
+            start: float) -> Outcome:
+    from dsvm import git as gitmod
+
+    git.clean(dest)
+    if gitmod.has_submodules(dest):
+        git.update_submodules(dest, item.name)
+    head = git.head(dest)
+    if head != sha:
+        raise InfraError(f"{item.name}: HEAD is {head} after checking out {sha}",
+                         hint="something changed the repo while dsvm worked on it")
+    parts = ([f"{', '.join(skipped)}: {step.why}"] if skipped else []) + ([note] if note else [])
+    fallback = "; ".join(parts) or None
+    return Outcome(item.name, item.path, item.branch, step.ref, sha, source, fallback, reused,
+                   round(time.monotonic() - start, 3))
+
+
+def _obtain(item: ProjectCheckout, git: Git, dest: Path) -> tuple[bool, str, str | None]:
+    """Reuse the repo a previous job left, or clone; return (reused, source, note)."""
+    from dsvm import git as gitmod
+
+    if (dest / ".git").exists():
+        damage = gitmod.looks_like_repo(dest)
+        if damage is None:
+            gitmod.remove_stale_locks(dest)
+            return True, item.source, item.note
+        shutil.rmtree(dest)  # a repo a killed job left broken: start again
+    elif dest.exists() and any(dest.iterdir()):
+        shutil.rmtree(dest)  # a half-done copy from a killed job (clones go via a temp dir)
+    partial = dest.parent / f".{dest.name}.dsvm-partial"
+    if partial.exists():
+        shutil.rmtree(partial)
+    partial.parent.mkdir(parents=True, exist_ok=True)
+    source, note = item.source, item.note
+    if item.source == "cache" and item.cache_path:
+        try:
+            git.clone_local(Path(item.cache_path), partial)
+        except DsvmError as exc:
+            shutil.rmtree(partial, ignore_errors=True)
+            source, note = "network", f"cloning from the cache failed ({exc.message})"
+    if source == "network":
+        git.clone_url(item.origin, partial, item.name)
+    if dest.exists():
+        dest.rmdir()
+    partial.rename(dest)
+    return False, source, note
+
+
+def _choose(item: ProjectCheckout, git: Git, dest: Path) -> tuple[Step, str, list[str]]:
+    """Walk the ladder; return (the step used, its commit, why earlier steps were skipped)."""
+    refs = git.refs(dest, "refs/remotes/origin", "refs/tags")
+    skipped: list[str] = []
+    for step in item.steps:
+        if step.unless_branch and f"refs/remotes/origin/{step.unless_branch}" in refs:
+            continue
+        sha = _resolve(step, item, git, dest, refs)
+        if sha:
+            return step, sha, skipped
+        if step.kind == "revision":
+            raise InfraError(f"failed to check out {item.name} at revision {step.ref}",
+                             hint="the ref update is not on the upstream nor on ZUUL_URL yet")
+        skipped.append(f"no {step.kind} {step.ref}")
+    raise UsageError(f"{item.name} has no branch {item.branch} and no master",
+                     hint=f"{item.branch} came from {item.branch_why}; check the branch name")
+
+
+def _resolve(step: Step, item: ProjectCheckout, git: Git, dest: Path,
+             refs: Mapping[str, str]) -> str | None:
+    if step.kind == "zuul-ref":
+        assert step.url
+        return git.rev_parse(dest, "FETCH_HEAD") if git.fetch_ref(
+            dest, step.url, step.ref, item.name) else None
+    if step.kind == "branch":
+        return refs.get(f"refs/remotes/origin/{step.ref}")
+    if step.kind == "tag":
+        return git.rev_parse(dest, f"refs/tags/{step.ref}") \
+            if f"refs/tags/{step.ref}" in refs else None
+    # revision: the merger has it once it merged the ref update; origin usually has it too.
+    if step.url and step.prefetch:
+        git.fetch_ref(dest, step.url, step.prefetch, item.name)
+    sha = git.rev_parse(dest, step.ref)
+    if sha is None and step.url and git.fetch_ref(dest, step.url, step.ref, item.name):
+        sha = git.rev_parse(dest, step.ref)
+    return sha
+
+
+# ----------------------------------------------------------------------------------------------
+# The phase
+
+def run_phase(ctx: JobContext) -> PhaseResult:
+    """Plan (and unless ctx.plan_only, apply) the workspace; outputs {"projects", "zuul"}."""
+    from dsvm import git as gitmod
+    from dsvm.phase import PhaseResult
+
+    settings = ctx.settings
+    params = zuul.parse(ctx.env, zuul_url=settings.get("git.zuul_url") or None)
+    config = config_from(settings, ctx.env)
+    cache = inspect_cache(config.cache_root, project_names(config, params))
+    workspace = plan(params, config, cache)
+    if ctx.plan_only:
+        return PhaseResult("workspace", 0, workspace.as_json(),
+                           f"planned {len(workspace.projects)} projects")
+    timeout = float(settings.get("git.timeout") or 600)
+    if (left := ctx.time_left()) is not None:
+        timeout = max(1.0, min(timeout, left))
+    runner = ctx.runner("workspace")
+    git = gitmod.Git(runner, retry=gitmod.Retry(attempts=int(settings.get("git.attempts") or 1),
+                                                backoff=float(settings.get("git.backoff") or 0),
+                                                timeout=timeout))
+    for item in workspace.projects:
+        if item.note:
+            ctx.ui.warn(f"{item.name}: {item.note}")
+    with ctx.ui.progress("workspace", len(workspace.projects)) as progress:
+        outcomes = apply(workspace, git, jobs=int(settings.get("git.jobs") or 1),
+                         on_done=lambda o: progress.advance(item=o.name))
+    ctx.ui.table("workspace", ["project", "branch", "ref tried", "commit", "source", "seconds"],
+                 [(o.name, o.branch, o.ref, o.commit[:12], o.source + (" (reused)" * o.reused),
+                   f"{o.seconds:.2f}") for o in outcomes])
+    for o in outcomes:
+        if o.fallback and o.name in params.change_projects:
+            ctx.ui.warn(f"{o.name} is under test but got a fallback: {o.fallback}")
+    return PhaseResult("workspace", 0, {"projects": [o.as_json() for o in outcomes],
+                                        "zuul": params.as_json()},
+                       f"{len(outcomes)} projects checked out")
