@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from dsvm.errors import Problem, UsageError
 
@@ -136,3 +137,13 @@ def _check(budget: Budget, buffer_min: int, tests_minutes: int, logs_minutes: in
     if problems:
         raise UsageError(f"time budget too small to run anything: {budget.why}",
                          problems=problems)
+
+
+def from_settings(settings: Any) -> Budget:
+    """``plan()`` with the ``timeout.*`` values and environment of resolved Settings."""
+    return plan(settings.env,
+                job_minutes=int(settings.get("timeout.job_minutes") or 0),
+                buffer_minutes=int(settings.get("timeout.buffer_minutes") or 0),
+                tests_minutes=int(settings.get("timeout.tests_minutes") or 0),
+                logs_minutes=int(settings.get("timeout.logs_minutes") or 0),
+                job_origin=settings.origin("timeout.job_minutes"))
