@@ -94,7 +94,7 @@ class StackLog:
             when = datetime.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S.%f") \
                 .replace(tzinfo=UTC).timestamp()
             line = stamp.group(2)
-        self.end = when
+        self.end = when if self.end is None else max(self.end, when)
         if line.strip():
             self.last_lines.append(line)
         trace = _XTRACE.match(line)
