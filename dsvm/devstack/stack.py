@@ -62,7 +62,7 @@ _RUN_PHASE = re.compile(r"^run_phase (stack|unstack|clean) (\S+)")
 _TIMING_ROW = re.compile(r"^\s*([A-Za-z][\w .-]*?)\s+(\d+)\s*$")
 _COMPLETED = re.compile(r"stack\.sh completed in (\d+) seconds")
 _DIE = re.compile(r"\[ERROR\] .*")
-_ERRORISH = re.compile(r"(^|\s)(ERROR|Error:|E:|fatal:|FAILED|Traceback \(most recent)|"
+_ERRORISH = re.compile(r"(^|\s)(ERROR\b|Error:|E:|fatal:|FAILED\b|Traceback \(most recent)|"
                        r"\bfailed\b|No such file or directory|command not found")
 
 
