@@ -1,0 +1,459 @@
+"""The results database: subunit2sql's schema (alembic head ``10a2b6d4b06e``) on SQLAlchemy 2.
+
+dsvm owns the schema (see ``spec/results.md`` section 3 and DESIGN.md's deviations): the same
+tables, columns, types and indexes as subunit2sql 1.10.0, stamped with its head revision so its
+tools and openstack-health read what dsvm writes. A run is stored in ONE transaction (nothing
+partial on error), bulk inserts instead of a commit per row, attachments as bytes, and a
+per-database lock so many nodes storing at once never duplicate a ``tests`` row. This room
+never prints; errors are raised with the URL minus its password.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid as uuidlib
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+from sqlalchemy.engine import Connection, Engine
+
+from dsvm.errors import InfraError, UsageError
+from dsvm.results.stream import CRASHED, FINAL, Attachment, Run, TestResult, utc_naive
+
+HEAD = "10a2b6d4b06e"
+# subunit2sql's alembic history, base → head (spec/results.md 3.3).
+REVISIONS = ("5ef013efbc2", "1f92cfe8a6d3", "3db7b49816d5", "163fd5aa1380", "4ca26dac400e",
+             "13d819bbb0ff", "28ac1ba9c3db", "5332fe255095", "1679b5bc102c", "487f279b8c78",
+             "1ff737bef438", "2fb76f1a1393", "b96122f780", "2822a408bdd0", "35cd45895e56", HEAD)
+DEFAULT_URL = "sqlite:///~/.local/share/dsvm/results.db"
+ENV_VAR = "DSVM_RESULTS_DB"
+CRASH_KEY = "dsvm_status"  # test_run_metadata marking a crashed test (stored as 'fail')
+LOCK_ID = 0x64737631  # "dsv1": PostgreSQL advisory lock key / MySQL GET_LOCK name suffix
+CHUNK = 500
+
+_PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: INTEGER PRIMARY KEY
+_BLOB = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+_INNODB = {"mysql_engine": "InnoDB"}
+
+metadata = sa.MetaData()
+tests = sa.Table(
+    "tests", metadata,
+    sa.Column("id", _PK, primary_key=True, autoincrement=True),
+    sa.Column("test_id", sa.String(256), nullable=False),
+    sa.Column("run_count", sa.Integer), sa.Column("success", sa.Integer),
+    sa.Column("failure", sa.Integer), sa.Column("run_time", sa.Float),
+    sa.Index("ix_test_ids", "id", "test_id", mysql_length={"test_id": 30}),
+    sa.Index("ix_tests_test_id", "test_id", mysql_length=30), **_INNODB)
+runs = sa.Table(
+    "runs", metadata,
+    sa.Column("uuid", sa.String(36)),
+    sa.Column("id", _PK, primary_key=True, autoincrement=True),
+    sa.Column("skips", sa.Integer), sa.Column("fails", sa.Integer),
+    sa.Column("passes", sa.Integer), sa.Column("run_time", sa.Float),
+    sa.Column("artifacts", sa.Text), sa.Column("run_at", sa.DateTime),
+    sa.Index("ix_run_at", "run_at"), sa.Index("ix_run_uuid", "uuid"), **_INNODB)
+test_runs = sa.Table(
+    "test_runs", metadata,
+    sa.Column("id", _PK, primary_key=True, autoincrement=True),
+    sa.Column("test_id", sa.BigInteger), sa.Column("run_id", sa.BigInteger),
+    sa.Column("status", sa.String(256)),
+    sa.Column("start_time", sa.DateTime), sa.Column("start_time_microsecond", sa.Integer),
+    sa.Column("stop_time", sa.DateTime), sa.Column("stop_time_microsecond", sa.Integer),
+    sa.Index("ix_test_id_status", "test_id", "status"),
+    sa.Index("ix_test_id_start_time", "test_id", "start_time"),
+    sa.Index("ix_test_runs_test_id", "test_id"), sa.Index("ix_test_runs_run_id", "run_id"),
+    sa.Index("ix_test_runs_start_time", "start_time"),
+    sa.Index("ix_test_runs_stop_time", "stop_time"),
+    sa.UniqueConstraint("test_id", "run_id", name="uq_test_runs"), **_INNODB)
+
+
+def _meta_table(name: str, owner: str, prefix: str, ix_owner: str) -> sa.Table:
+    return sa.Table(
+        name, metadata,
+        sa.Column("id", _PK, primary_key=True, autoincrement=True),
+        sa.Column("key", sa.String(255)), sa.Column("value", sa.String(255)),
+        sa.Column(owner, sa.BigInteger),
+        sa.Index(f"ix_{prefix}_key_value", "key", "value"), sa.Index(ix_owner, owner),
+        sa.UniqueConstraint(owner, "key", "value", name=f"uq_{name}"), **_INNODB)
+
+
+run_metadata = _meta_table("run_metadata", "run_id", "run", "ix_run_id")
+test_run_metadata = _meta_table("test_run_metadata", "test_run_id", "test_run", "ix_test_run_id")
+test_metadata = _meta_table("test_metadata", "test_id", "test", "ix_test_id")
+attachments = sa.Table(
+    "attachments", metadata,
+    sa.Column("id", _PK, primary_key=True, autoincrement=True),
+    sa.Column("test_run_id", sa.BigInteger), sa.Column("label", sa.String(255)),
+    sa.Column("attachment", _BLOB),
+    sa.Index("ix_attach_test_run_id", "test_run_id"), **_INNODB)
+alembic_version = sa.Table(
+    "alembic_version", metadata,
+    sa.Column("version_num", sa.String(32), nullable=False),
+    sa.PrimaryKeyConstraint("version_num", name="alembic_version_pkc"))
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    """What ``store()`` wrote: the run's uuid and row id, and how many test results."""
+
+    uuid: str
+    id: int
+    results: int
+
+
+# -- connecting ------------------------------------------------------------------------------
+def default_url(env: Mapping[str, str] | None = None, configured: str | None = None) -> str:
+    """``--db`` > profile ``results.db`` > $DSVM_RESULTS_DB > the SQLite file under ~."""
+    env = os.environ if env is None else env
+    return configured or env.get(ENV_VAR) or DEFAULT_URL
+
+
+def normalize_url(url: str) -> sa.URL:
+    """Parse ``url``; expand ``~`` in SQLite paths; pick the installed drivers (psycopg 3,
+    PyMySQL) for bare ``postgresql://``/``mysql://``. Raise UsageError when it is not a URL."""
+    try:
+        parsed = sa.make_url(url)
+    except (sa.exc.ArgumentError, ValueError) as exc:
+        raise UsageError(f"not a database URL: {_hide(url)}",
+                         hint="examples: sqlite:////var/lib/dsvm/results.db, "
+                              "postgresql+psycopg://user:pw@host/db, "
+                              "mysql+pymysql://user:pw@host/db") from exc
+    if parsed.drivername == "sqlite" and parsed.database and parsed.database != ":memory:":
+        parsed = parsed.set(database=os.path.expanduser(parsed.database))
+    elif parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    elif parsed.drivername in ("mysql", "mariadb"):
+        parsed = parsed.set(drivername=f"{parsed.drivername}+pymysql")
+    return parsed
+
+
+def _hide(url: str | sa.URL) -> str:
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not even a URL: show no more than the scheme
+        return str(url).split("://", 1)[0] + "://…"
+
+
+def shown(engine: Engine) -> str:
+    """The engine's URL with the password hidden."""
+    return engine.url.render_as_string(hide_password=True)
+
+
+def connect(url: str) -> Engine:
+    """An Engine for ``url`` (SQLite directory created); UsageError for a bad URL or driver."""
+    parsed = normalize_url(url)
+    kwargs: dict[str, Any] = {"pool_pre_ping": True}
+    if parsed.drivername.startswith("sqlite"):
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        kwargs = {"connect_args": {"timeout": 60}}
+    try:
+        engine = sa.create_engine(parsed, **kwargs)
+    except (sa.exc.NoSuchModuleError, ImportError) as exc:
+        raise UsageError(f"no driver for {_hide(parsed)}: {exc}",
+                         hint="install psycopg[binary] (PostgreSQL) or PyMySQL (MySQL)") from exc
+    except sa.exc.ArgumentError as exc:
+        raise UsageError(f"bad database URL {_hide(parsed)}: {exc}") from exc
+    if parsed.drivername.startswith("sqlite"):
+        _sqlite_immediate(engine)
+    return engine
+
+
+def _sqlite_immediate(engine: Engine) -> None:
+    # pysqlite defers BEGIN to the first write; two writers then deadlock on upgrade. Take the
+    # write lock when the transaction begins (SQLAlchemy's documented pysqlite recipe).
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, record: Any) -> None:
+        dbapi_conn.isolation_level = None
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction; connection problems become InfraError (exit 3) naming the URL."""
+    try:
+        with engine.begin() as conn:
+            yield conn
+    except sa.exc.OperationalError as exc:
+        raise InfraError(f"results database {shown(engine)} failed: "
+                         f"{str(exc.orig or exc).strip().splitlines()[0]}",
+                         hint="is the server up and the URL right? nothing was written") from exc
+    except sa.exc.InterfaceError as exc:
+        raise InfraError(f"results database {shown(engine)} failed: {exc.orig}") from exc
+
+
+# -- schema ----------------------------------------------------------------------------------
+def revision(conn: Connection) -> str | None:
+    """The alembic revision stamped in the database, '' for no tables at all, None for
+    subunit2sql-looking tables without a stamp."""
+    names = set(sa.inspect(conn).get_table_names())
+    if "alembic_version" in names:
+        row = conn.execute(sa.select(alembic_version.c.version_num)).first()
+        return row[0] if row else None
+    return "" if not names & {"tests", "runs", "test_runs"} else None
+
+
+def ensure_schema(conn: Connection, create: bool = True) -> None:
+    """Check the schema is at HEAD; create and stamp it in an empty database; else refuse."""
+    rev = revision(conn)
+    if rev == HEAD:
+        return
+    url = conn.engine.url.render_as_string(hide_password=True)
+    if rev == "" and create:
+        metadata.create_all(conn)
+        conn.execute(alembic_version.insert().values(version_num=HEAD))
+        return
+    if rev == "":
+        raise UsageError(f"{url} holds no results yet",
+                         hint="'dsvm results store STREAM --db URL' creates it")
+    if rev in REVISIONS:
+        raise UsageError(
+            f"{url} is at subunit2sql schema revision {rev}, older than {HEAD}",
+            hint=f"migrate it with subunit2sql's tool: subunit2sql-db-manage "
+                 f"--database-connection '{url}' upgrade head (back it up first)")
+    raise UsageError(f"{url} is not a subunit2sql database at a revision dsvm knows "
+                     f"({rev or 'no alembic_version'})",
+                     hint="point --db at a new or subunit2sql database")
+
+
+def _lock(conn: Connection) -> None:
+    # tests.test_id has no unique constraint: two nodes adding the same new test would both
+    # insert it. Serialise writers per database (SQLite: BEGIN IMMEDIATE already did).
+    name = conn.dialect.name
+    if name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": LOCK_ID})
+    elif name in ("mysql", "mariadb"):
+        got = conn.execute(sa.text("SELECT GET_LOCK(:n, 300)"), {"n": f"dsvm-{LOCK_ID}"})
+        if got.scalar() != 1:
+            raise InfraError("could not take the results database lock within 300 s")
+
+
+def _unlock(conn: Connection) -> None:
+    if conn.dialect.name in ("mysql", "mariadb"):
+        conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": f"dsvm-{LOCK_ID}"})
+
+
+# -- storing ---------------------------------------------------------------------------------
+def db_status(test: TestResult) -> str:
+    """The status word stored in test_runs (a crash is a 'fail', as stestr counts it)."""
+    return "fail" if test.status == CRASHED else test.status
+
+
+def label(name: str) -> str:
+    """subunit2sql's attachment label: the name cut at the first ':'."""
+    return name.split(":", 1)[0][:255]
+
+
+def _final_by_base(run: Run) -> dict[str, TestResult]:
+    # test_runs has UNIQUE(test_id, run_id): a test re-run inside one stream keeps its last
+    # result (that is what stestr's --until-failure/combine and retries report as final).
+    by_base: dict[str, TestResult] = {}
+    for test in run.tests:
+        by_base[test.base_id[:256]] = test
+    return by_base
+
+
+def store(engine: Engine, run: Run, *, run_uuid: str | None = None,
+          meta: Mapping[str, str] | None = None, artifacts: str | None = None,
+          run_at: datetime | None = None) -> StoredRun:
+    """Write ``run`` in one transaction; return what was stored. Raises UsageError (schema,
+    duplicate uuid) or InfraError (database unreachable)."""
+    by_base = _final_by_base(run)
+    run_uuid = run_uuid or str(uuidlib.uuid4())
+    statuses = [db_status(t) for t in by_base.values()]
+    with transaction(engine) as conn:
+        _lock(conn)
+        try:
+            ensure_schema(conn)
+            if conn.execute(sa.select(runs.c.id).where(runs.c.uuid == run_uuid)).first():
+                raise UsageError(f"run {run_uuid} is already in {shown(engine)}")
+            run_id = conn.execute(runs.insert().values(
+                uuid=run_uuid, passes=statuses.count("success"), fails=statuses.count("fail"),
+                skips=statuses.count("skip"), run_time=run.test_seconds, artifacts=artifacts,
+                run_at=utc_naive(run_at) or datetime.now(UTC).replace(tzinfo=None),
+            )).inserted_primary_key[0]
+            rows = [{"run_id": run_id, "key": str(k)[:255], "value": str(v)[:255]}
+                    for k, v in sorted((meta or {}).items()) if v not in (None, "")]
+            if rows:
+                conn.execute(run_metadata.insert(), rows)
+            test_ids = _upsert_tests(conn, by_base)
+            _insert_test_runs(conn, run_id, by_base, test_ids)
+        finally:
+            _unlock(conn)
+    return StoredRun(run_uuid, int(run_id), len(by_base))
+
+
+def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _upsert_tests(conn: Connection, by_base: dict[str, TestResult]) -> dict[str, int]:
+    """Create missing ``tests`` rows and update counters like subunit2sql; return id map."""
+    names = list(by_base)
+    existing: dict[str, tuple] = {}
+    for chunk in _chunks(names):
+        for row in conn.execute(sa.select(tests.c.test_id, tests.c.id, tests.c.success,
+                                          tests.c.failure, tests.c.run_count, tests.c.run_time)
+                                .where(tests.c.test_id.in_(chunk))):
+            existing.setdefault(row[0], tuple(row[1:]))
+    new_rows, updates = [], []
+    for name, test in by_base.items():
+        status = db_status(test)
+        ok, bad = int(status == "success"), int(status == "fail")
+        if name not in existing:
+            new_rows.append({"test_id": name, "run_count": ok + bad, "success": ok,
+                             "failure": bad, "run_time": test.duration})
+        elif ok or bad:
+            tid, success, failure, count, avg = existing[name]
+            success, failure = success or 0, failure or 0
+            if ok and isinstance(avg, float):  # subunit2sql's running average of passes
+                avg = (success * avg + test.duration) / (success + 1)
+            updates.append({"b_id": tid, "b_count": (count or 0) + 1, "b_ok": success + ok,
+                            "b_bad": failure + bad, "b_time": avg})
+    if new_rows:
+        conn.execute(tests.insert(), new_rows)
+    if updates:
+        conn.execute(tests.update().where(tests.c.id == sa.bindparam("b_id")).values(
+            run_count=sa.bindparam("b_count"), success=sa.bindparam("b_ok"),
+            failure=sa.bindparam("b_bad"), run_time=sa.bindparam("b_time")), updates)
+    ids = {name: row[0] for name, row in existing.items()}
+    missing = [r["test_id"] for r in new_rows]
+    for chunk in _chunks(missing):
+        for row in conn.execute(sa.select(tests.c.test_id, tests.c.id)
+                                .where(tests.c.test_id.in_(chunk))):
+            ids.setdefault(row[0], row[1])
+    return ids
+
+
+def _insert_test_runs(conn: Connection, run_id: int, by_base: dict[str, TestResult],
+                      test_ids: dict[str, int]) -> None:
+    rows = []
+    for name, test in by_base.items():
+        start, stop = utc_naive(test.start), utc_naive(test.stop)
+        rows.append({"test_id": test_ids[name], "run_id": run_id, "status": db_status(test),
+                     "start_time": start, "start_time_microsecond": start.microsecond
+                     if start else None, "stop_time": stop,
+                     "stop_time_microsecond": stop.microsecond if stop else None})
+    if rows:
+        conn.execute(test_runs.insert(), rows)
+    tr_ids = dict(conn.execute(sa.select(test_runs.c.test_id, test_runs.c.id)
+                               .where(test_runs.c.run_id == run_id)).all())
+    meta_rows, att_rows = [], []
+    for name, test in by_base.items():
+        tr = tr_ids[test_ids[name]]
+        if test.attrs:
+            meta_rows.append({"test_run_id": tr, "key": "attrs", "value": test.attrs[:255]})
+        if test.tags:
+            meta_rows.append({"test_run_id": tr, "key": "tags",
+                              "value": ",".join(sorted(test.tags))[:255]})
+        if test.status == CRASHED:
+            meta_rows.append({"test_run_id": tr, "key": CRASH_KEY, "value": CRASHED})
+        att_rows.extend({"test_run_id": tr, "label": label(a.name), "attachment": a.data}
+                        for a in test.attachments)
+    if meta_rows:
+        conn.execute(test_run_metadata.insert(), meta_rows)
+    for chunk in _chunks(att_rows):
+        conn.execute(attachments.insert(), chunk)
+
+
+# -- reading ---------------------------------------------------------------------------------
+def find_run(conn: Connection, ref: str) -> Mapping[str, Any]:
+    """The runs row for a uuid, a numeric id, a unique uuid prefix, or 'last'/'last~N';
+    raise UsageError when there is no such run."""
+    cols = [runs.c.id, runs.c.uuid, runs.c.run_at, runs.c.passes, runs.c.fails, runs.c.skips,
+            runs.c.run_time, runs.c.artifacts]
+    query = sa.select(*cols)
+    if ref == "last" or ref.startswith("last~"):
+        back = int(ref[5:] or 0) if ref[5:].isdigit() or ref == "last" else -1
+        rows = conn.execute(query.order_by(runs.c.run_at.desc(), runs.c.id.desc())
+                            .limit(1).offset(max(back, 0))).mappings().all() if back >= 0 else []
+    else:
+        cond = runs.c.uuid == ref
+        if ref.isdigit():
+            cond = sa.or_(cond, runs.c.id == int(ref))
+        rows = conn.execute(query.where(cond)).mappings().all()
+        if not rows and len(ref) >= 4:
+            rows = conn.execute(query.where(runs.c.uuid.startswith(ref, autoescape=True))
+                                .limit(2)).mappings().all()
+    if len(rows) != 1:
+        raise UsageError(f"no run {ref!r} in {conn.engine.url.render_as_string(True)}"
+                         if not rows else f"run prefix {ref!r} is ambiguous",
+                         hint="'dsvm results history --runs' lists the stored runs")
+    return rows[0]
+
+
+def run_meta(conn: Connection, run_ids: list[int]) -> dict[int, dict[str, str]]:
+    """run id → its metadata."""
+    out: dict[int, dict[str, str]] = {i: {} for i in run_ids}
+    for chunk in _chunks(run_ids):
+        for rid, key, value in conn.execute(
+                sa.select(run_metadata.c.run_id, run_metadata.c.key, run_metadata.c.value)
+                .where(run_metadata.c.run_id.in_(chunk))):
+            out[rid][key] = value
+    return out
+
+
+def _when(value: datetime | None, micro: int | None) -> datetime | None:
+    if value is None:
+        return None
+    if micro is not None:  # MySQL DATETIME dropped it; the column kept it
+        value = value.replace(microsecond=micro)
+    return value.replace(tzinfo=UTC)
+
+
+def load_run(engine: Engine, ref: str, with_attachments: bool = True) -> Run:
+    """Rebuild a stored run as a Run (full ids with attrs, statuses, times, attachments)."""
+    with transaction(engine) as conn:
+        ensure_schema(conn, create=False)
+        row = find_run(conn, ref)
+        trs = conn.execute(
+            sa.select(test_runs.c.id, tests.c.test_id, test_runs.c.status,
+                      test_runs.c.start_time, test_runs.c.start_time_microsecond,
+                      test_runs.c.stop_time, test_runs.c.stop_time_microsecond)
+            .join(tests, tests.c.id == test_runs.c.test_id)
+            .where(test_runs.c.run_id == row["id"]).order_by(test_runs.c.id)).all()
+        meta: dict[int, dict[str, str]] = {}
+        for trid, key, value in conn.execute(
+                sa.select(test_run_metadata.c.test_run_id, test_run_metadata.c.key,
+                          test_run_metadata.c.value)
+                .join(test_runs, test_runs.c.id == test_run_metadata.c.test_run_id)
+                .where(test_runs.c.run_id == row["id"])):
+            meta.setdefault(trid, {})[key] = value
+        atts: dict[int, list[Attachment]] = {}
+        if with_attachments:
+            for trid, lbl, data in conn.execute(
+                    sa.select(attachments.c.test_run_id, attachments.c.label,
+                              attachments.c.attachment)
+                    .join(test_runs, test_runs.c.id == attachments.c.test_run_id)
+                    .where(test_runs.c.run_id == row["id"]).order_by(attachments.c.id)):
+                atts.setdefault(trid, []).append(Attachment(lbl or "", _mime(lbl), bytes(data
+                                                            or b"")))
+        rmeta = run_meta(conn, [row["id"]])[row["id"]]
+    result = []
+    for trid, name, status, st, stu, sp, spu in trs:
+        m = meta.get(trid, {})
+        full = f"{name}[{m['attrs']}]" if m.get("attrs") else name
+        status = CRASHED if m.get(CRASH_KEY) == CRASHED else status
+        if status not in FINAL and status != CRASHED:
+            status = "fail"
+        tags = frozenset(t for t in (m.get("tags") or "").split(",") if t)
+        result.append(TestResult(full, status, _when(st, stu), _when(sp, spu), tags,
+                                 tuple(atts.get(trid, ()))))
+    meta_all = {"uuid": row["uuid"], **rmeta}
+    return Run(tests=tuple(result), source=f"run {row['uuid']}", meta=meta_all)
+
+
+def _mime(lbl: str | None) -> str:
+    if lbl == "traceback":
+        return "text/x-traceback;charset=utf8,language=python"
+    return "text/plain;charset=utf8"

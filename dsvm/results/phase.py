@@ -1,0 +1,125 @@
+"""The results phase of the gate job: the Tempest stream → summary, HTML, JUnit, database.
+
+``run_phase(ctx)`` is what ``dsvm run`` calls after Tempest. It reads the stream from
+``ctx.outputs["tempest"]["subunit"]``, writes into ``<workspace>/.dsvm/results/`` and stores
+the run with its Zuul/Jenkins metadata. A database that cannot be reached is a warning here,
+not a failed job: the verdict is the tests'. Exit code 1 when tests failed.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from dsvm.errors import DsvmError, UsageError
+from dsvm.phase import JobContext, PhaseResult
+from dsvm.results import db, html, junit, known, stream, summary
+
+# Run metadata: key stored in run_metadata → environment variables tried in order.
+META_ENV = {
+    "zuul_change": ("ZUUL_CHANGE",),
+    "zuul_patchset": ("ZUUL_PATCHSET",),
+    "zuul_pipeline": ("ZUUL_PIPELINE",),
+    "zuul_project": ("ZUUL_PROJECT",),
+    "zuul_branch": ("ZUUL_BRANCH",),
+    "zuul_commit": ("ZUUL_COMMIT", "ZUUL_NEWREV"),
+    "zuul_uuid": ("ZUUL_UUID",),
+    "job_name": ("JOB_NAME", "ZUUL_JOB"),
+    "build_number": ("BUILD_NUMBER",),
+    "build_url": ("BUILD_URL",),
+    "node": ("NODE_NAME",),
+}
+
+
+def run_metadata(env: Mapping[str, str], profile: str | None,
+                 extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Run metadata from the Zuul/Jenkins environment, the profile and ``extra`` (pure)."""
+    meta: dict[str, str] = {}
+    for key, names in META_ENV.items():
+        for name in names:
+            if env.get(name):
+                meta[key] = env[name]
+                break
+    meta.setdefault("node", env.get("HOSTNAME") or socket.gethostname())
+    if profile:
+        meta["profile"] = profile
+    meta.update({k: v for k, v in (extra or {}).items() if v})
+    return meta
+
+
+def db_url(settings: Any, env: Mapping[str, str], option: str | None = None) -> str:
+    """The results database URL: --db > profile results.db > $DSVM_RESULTS_DB > default."""
+    configured = option or (settings.get("results.db") if settings is not None else None)
+    return db.default_url(env, configured or None)
+
+
+def known_failures(settings: Any) -> known.KnownFailures:
+    """The profile's known failures (empty without settings)."""
+    if settings is None:
+        return known.KnownFailures()
+    return known.parse(settings.get(known.KEY) or [])
+
+
+def write(path: Path, text: str | bytes) -> Path:
+    """Write via a temporary file and a rename, so readers never see half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(text.encode() if isinstance(text, str) else text)
+    tmp.replace(path)
+    return path
+
+
+def run_phase(ctx: JobContext) -> PhaseResult:
+    """Produce every results artefact for the Tempest stream; exit code 1 if tests failed."""
+    src = (ctx.outputs.get("tempest") or {}).get("subunit")
+    if not src:
+        raise UsageError("no subunit stream from the tempest phase",
+                         hint="run 'dsvm tempest' first, or 'dsvm results summary FILE'")
+    out_dir = ctx.dsvm_log_dir / "results"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    copy = out_dir / "testrepository.subunit"
+    if Path(src).resolve() != copy.resolve():
+        shutil.copyfile(src, copy)
+    run = stream.read(copy)
+    rules = known_failures(ctx.settings)
+    summ = summary.summarize(run, rules)
+    outputs: dict[str, Any] = {"subunit": str(copy)}
+    outputs["summary"] = str(write(out_dir / "summary.txt", summary.render_text(summ)))
+    outputs["junit"] = str(write(out_dir / "junit.xml", junit.render(run, rules)))
+    outputs.update(_store(ctx, run, out_dir))
+    link = "history.html" if "history" in outputs else None
+    outputs["html"] = str(write(out_dir / "report.html",
+                                html.render(run, rules, history_link=link)))
+    summary.render(summ, ctx.ui.out, ctx.ui.plain)
+    counts = {k: v for k, v in summ.counts.items() if v}
+    outputs["counts"] = counts
+    outputs["ok"] = run.is_ok
+    line = (f"{summ.total} tests: " + ", ".join(f"{v} {summary.STATUS_LABEL[k]}"
+                                                 for k, v in counts.items()))
+    return PhaseResult("results", 0 if run.is_ok else 1, outputs, line)
+
+
+def _store(ctx: JobContext, run: stream.Run, out_dir: Path) -> dict[str, Any]:
+    from dsvm.results import history
+
+    url = db_url(ctx.settings, ctx.env)
+    meta = run_metadata(ctx.env, getattr(ctx.settings, "profile", None))
+    artifacts = ctx.settings.get("report.log_url") or ctx.env.get("LOG_URL") or None
+    try:
+        engine = db.connect(url)
+        stored = db.store(engine, run, meta=meta, artifacts=artifacts)
+        runs, results = history.fetch(engine, last=20)
+        page = history.render_page(history.analyse(runs, results))
+        write(out_dir / "history.html", page)
+        engine.dispose()
+    except DsvmError as exc:
+        ctx.ui.warn(f"results not stored: {exc.message}" + (f" ({exc.hint})" if exc.hint
+                                                           else ""))
+        return {"db_error": exc.message}
+    ctx.ui.info(f"stored run {stored.uuid} ({stored.results} results) in "
+                f"{db.shown(engine)}")
+    return {"run_uuid": stored.uuid, "db": db.shown(engine),
+            "history": str(out_dir / "history.html")}
