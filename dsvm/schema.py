@@ -133,6 +133,18 @@ NODE = {
     "cache_max_age_hours": Key("int", 168, "git cache older than this is stale"),
     "jobs": Key("int", 4, "prepare-node parallel workers"),
     "packages": Key("list", [], "distro packages to pre-download"),
+    "root": Key("str", "/", "node root every node path is under (an image chroot; tests)"),
+    "files_dir": Key("str", "/opt/cache/files", "devstack's download cache (images), "
+                     "hard-linked into devstack/files by the workspace phase"),
+    "skip": Key("list", [], "prepare-node steps to leave out (users, repos, images, "
+                "pip-cache, packages)"),
+    "stackrc_projects": Key("bool", True, "also cache the projects the cached devstack's "
+                            "stackrc names"),
+    "get_pip_url": Key("str", "https://bootstrap.pypa.io/get-pip.py", "extra file devstack "
+                       "uses from files/ ('' to skip)"),
+    "download_attempts": Key("int", 3, "tries per image download"),
+    "required_commands": Key("list", ["git", "sudo", "bash", "python3", "rsync"],
+                             "commands check-node requires on PATH"),
 }
 
 RESULTS = {
