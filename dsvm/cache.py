@@ -1,0 +1,605 @@
+"""The node's git repo cache under ``/opt/git``: mirror, refresh, verify, repair, manifest.
+
+The cache keeps devstack-gate's contract (``spec/node-prep.md`` §2.2): ``<cache>/<org>/<name>``
+is a normal non-bare clone (working tree on the default branch, remote-tracking refs for every
+branch, all tags), origin = the upstream URL. It is crash-safe the way pre-commit's store is: a
+new clone is built in a hidden temporary directory next to its final place and renamed into
+place only after it verified, an in-place refresh is bracketed by a marker file, so a
+half-written repo is always recognised and redone on the next run. ``<cache>/.dsvm-manifest.json``
+records what is cached, from where, at which commit, how big and when (``read_manifest``).
+
+This room never decides *which* projects a node needs (``node.py``) and never checks out a
+job's commit (``workspace.py``). git runs only through ``proc.Runner``, in the small functions
+under "git plumbing" so they can move into ``git.py``.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from dsvm import proc
+from dsvm.errors import InfraError, Problem, UsageError
+
+MANIFEST_NAME = ".dsvm-manifest.json"
+MANIFEST_VERSION = 1
+LOCK_NAME = ".dsvm-lock"
+TMP_MARK = ".dsvm-tmp-"
+INCOMPLETE_MARK = "dsvm-incomplete"  # inside <repo>/.git while a refresh is in flight
+
+_PART = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
+_PROJECT = re.compile(rf"^{_PART}/{_PART}$")
+_BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
+
+# git's own words for "this repository does not exist" (file, git daemon, smart http);
+# everything else that fails is treated as the network or server being unreachable.
+_NOT_FOUND = ("does not appear to be a git repository", "repository not found",
+              "not exported", "no such repository", "not found", "returned error: 404")
+
+
+# --------------------------------------------------------------------------------------------
+# Records
+
+@dataclass(frozen=True)
+class GitOptions:
+    """How hard to try: per-operation timeout, attempts and the first retry pause."""
+
+    timeout: float = 600.0
+    attempts: int = 3
+    backoff: float = 1.0
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """What the upstream server has for one project (from ``git ls-remote``)."""
+
+    project: str
+    url: str
+    refs: Mapping[str, str]  # refs/heads/* and refs/tags/* -> sha
+    default_branch: str
+
+
+@dataclass(frozen=True)
+class RepoState:
+    """What the cache holds for one project (read-only inspection)."""
+
+    project: str
+    path: Path
+    exists: bool
+    is_complete: bool  # a git work tree with no in-flight marker
+    refs: Mapping[str, str] = field(default_factory=dict)  # same naming as Upstream.refs
+
+
+@dataclass(frozen=True)
+class RepoAction:
+    """What to do with one repo and why: clone, reclone, update or keep."""
+
+    project: str
+    action: str
+    why: str
+
+
+@dataclass(frozen=True)
+class RepoRecord:
+    """One cached repo as the manifest records it."""
+
+    project: str
+    url: str
+    path: str
+    head: str
+    default_branch: str
+    branches: int
+    tags: int
+    size_bytes: int
+    synced_at: str  # when its content last changed
+    verified_at: str
+    action: str = "keep"
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """``<cache>/.dsvm-manifest.json``: what the node caches; see docs/node.md."""
+
+    written_at: str
+    git_base: str
+    repos: Mapping[str, RepoRecord]
+    missing: Mapping[str, str] = field(default_factory=dict)  # project -> why
+    images_dir: str = ""
+    images: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    images_missing: Mapping[str, str] = field(default_factory=dict)  # url -> why
+    steps: Mapping[str, str] = field(default_factory=dict)  # step -> ok|skipped: why|failed
+    version: int = MANIFEST_VERSION
+
+    def age_seconds(self, now: float) -> float:
+        """Seconds since the manifest was written (as of ``now``, epoch seconds)."""
+        return now - parse_time(self.written_at)
+
+
+class RepoNotFoundError(UsageError):
+    """A project does not exist on the upstream git server."""
+
+
+class RepoUnreachableError(InfraError):
+    """The upstream git server did not answer (after retries)."""
+
+
+class CacheBusyError(InfraError):
+    """Another prepare-node holds the cache lock."""
+
+
+# --------------------------------------------------------------------------------------------
+# Pure helpers
+
+def validate_project(name: str) -> str:
+    """Return ``name`` if it is a safe ``org/name``; raise UsageError otherwise."""
+    if not _PROJECT.match(name) or ".." in name.split("/"):
+        raise UsageError(f"invalid project name {name!r}",
+                         hint="a project is 'org/name' (letters, digits, '._-'; no '..')")
+    return name
+
+
+def repo_path(cache_root: Path, project: str) -> Path:
+    """Where ``project`` lives in the cache: ``<cache>/<org>/<name>``."""
+    return Path(cache_root) / validate_project(project)
+
+
+def project_url(git_base: str, project: str) -> str:
+    """The upstream URL of ``project`` under ``git_base`` (devstack-gate's ``$GIT_BASE/$P``)."""
+    return f"{git_base.rstrip('/')}/{validate_project(project)}"
+
+
+def redact_url(url: str) -> str:
+    """``url`` with any ``user:password@`` removed, for logs and the manifest."""
+    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", url)
+
+
+def parse_ls_remote(text: str) -> tuple[dict[str, str], str]:
+    """Return ({ref: sha} for heads and tags, default branch) from ``ls-remote --symref``."""
+    refs: dict[str, str] = {}
+    default = ""
+    # split("\n"), not splitlines(): other separators must not smuggle in a ref (pip's note).
+    for line in text.split("\n"):
+        if line.startswith("ref: ") and line.endswith("\tHEAD"):
+            target = line[5:-5]
+            if target.startswith("refs/heads/"):
+                default = target[len("refs/heads/"):]
+            continue
+        sha, _, ref = line.partition("\t")
+        if ref.endswith("^{}") or not re.fullmatch(r"[0-9a-f]{40}([0-9a-f]{24})?", sha):
+            continue
+        if ref.startswith(("refs/heads/", "refs/tags/")):
+            refs[ref] = sha
+    if not default and "refs/heads/master" in refs:
+        default = "master"
+    return refs, default
+
+
+def parse_local_refs(text: str) -> dict[str, str]:
+    """Map ``for-each-ref`` output of a clone onto upstream names (origin/x -> refs/heads/x)."""
+    refs: dict[str, str] = {}
+    for line in text.split("\n"):
+        sha, _, ref = line.partition(" ")
+        if ref.startswith("refs/remotes/origin/") and ref != "refs/remotes/origin/HEAD":
+            refs["refs/heads/" + ref[len("refs/remotes/origin/"):]] = sha
+        elif ref.startswith("refs/tags/"):
+            refs[ref] = sha
+    return refs
+
+
+def plan_repo(upstream: Upstream, local: RepoState, recorded: RepoRecord | None) -> RepoAction:
+    """Decide what to do with one repo from facts only (no disk, no network)."""
+    p = upstream.project
+    if not local.exists:
+        return RepoAction(p, "clone", "not cached yet")
+    if not local.is_complete:
+        return RepoAction(p, "reclone", "half-written (interrupted earlier) or not a git repo")
+    if recorded is not None and recorded.url != redact_url(upstream.url):
+        return RepoAction(p, "update", f"upstream moved from {recorded.url}")
+    if dict(local.refs) != dict(upstream.refs):
+        changed = sum(1 for r in set(local.refs) | set(upstream.refs)
+                      if local.refs.get(r) != upstream.refs.get(r))
+        return RepoAction(p, "update", f"{changed} ref(s) changed upstream")
+    if recorded is None:
+        return RepoAction(p, "update", "not in the manifest")
+    return RepoAction(p, "keep", "up to date")
+
+
+def now_iso(now: float | None = None) -> str:
+    """UTC timestamp, second precision, ISO 8601 with Z."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() if now is None else now))
+
+
+def parse_time(stamp: str) -> float:
+    """Epoch seconds of a ``now_iso`` timestamp (0 when unreadable)."""
+    import calendar
+
+    try:
+        return float(calendar.timegm(time.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ")))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# git plumbing (fold into git.py later)
+
+# Set when a run is interrupted: no new git command starts after that.
+STOP = threading.Event()
+
+
+def _git(runner: proc.Runner, args: list[str], desc: str, *, cwd: Path | None = None,
+         opts: GitOptions | None = None, network: bool = False, check: bool = True
+         ) -> proc.Result:
+    if STOP.is_set():
+        raise InfraError(f"{desc}: not started, the run was interrupted")
+    o = opts or GitOptions()
+    return runner.run(["git", *args], desc=desc, cwd=cwd, env=proc.clean_env(),
+                      timeout=o.timeout if network else None,
+                      attempts=o.attempts if network else 1,
+                      retry_if=proc.transient_network_error, backoff=o.backoff, check=check)
+
+
+def git_ls_remote(runner: proc.Runner, url: str, opts: GitOptions) -> proc.Result:
+    """``git ls-remote --symref`` with retries (not raising: the caller classifies)."""
+    return _git(runner, ["ls-remote", "--symref", "--", url], f"list refs of {redact_url(url)}",
+                opts=opts, network=True, check=False)
+
+
+def git_clone(runner: proc.Runner, url: str, dest: Path, opts: GitOptions) -> None:
+    """Clone ``url`` into ``dest`` (non-bare, all branches and tags)."""
+    _git(runner, ["clone", "-q", "--no-hardlinks", "--", url, str(dest)],
+         f"clone {redact_url(url)}", opts=opts, network=True)
+
+
+def git_fetch(runner: proc.Runner, repo: Path, url: str, opts: GitOptions) -> None:
+    """Point origin at ``url`` and fetch every branch and tag, pruning deleted ones."""
+    _git(runner, ["remote", "set-url", "origin", "--", url], "set origin", cwd=repo)
+    _git(runner, ["fetch", "-q", "--prune", "--no-auto-gc", "origin",
+                  "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
+         f"fetch {redact_url(url)}", cwd=repo, opts=opts, network=True)
+
+
+def git_checkout_default(runner: proc.Runner, repo: Path, branch: str) -> None:
+    """Put the work tree on the tip of ``branch`` (local branch reset to origin's)."""
+    if not _BRANCH.match(branch):
+        raise InfraError(f"upstream default branch {branch!r} of {repo} is not a valid name")
+    _git(runner, ["checkout", "-q", "-f", "-B", branch, f"refs/remotes/origin/{branch}", "--"],
+         f"check out {branch}", cwd=repo)
+    _git(runner, ["symbolic-ref", "refs/remotes/origin/HEAD", f"refs/remotes/origin/{branch}"],
+         "set origin/HEAD", cwd=repo)
+
+
+def git_local_refs(runner: proc.Runner, repo: Path) -> dict[str, str]:
+    """Branches (as origin has them) and tags of a cached clone."""
+    res = _git(runner, ["for-each-ref", "--format=%(objectname) %(refname)",
+                        "refs/remotes/origin", "refs/tags"], "list cached refs", cwd=repo,
+               check=False)
+    return parse_local_refs(res.stdout) if res.ok else {}
+
+
+def git_head(runner: proc.Runner, repo: Path) -> str:
+    """The sha the work tree is on."""
+    return _git(runner, ["rev-parse", "--verify", "HEAD^{commit}"], "read HEAD",
+                cwd=repo).stdout.strip()
+
+
+def git_verify(runner: proc.Runner, repo: Path) -> str | None:
+    """None when ``repo`` is sound (``fsck --connectivity-only``), else why not."""
+    res = _git(runner, ["fsck", "--connectivity-only", "--no-progress", "--no-dangling"],
+               "verify", cwd=repo, check=False)
+    if res.ok:
+        return None
+    return (res.tail[-1] if res.tail else f"git fsck exit {res.exit_code}").strip()
+
+
+# --------------------------------------------------------------------------------------------
+# Inspect, probe, sync, verify
+
+def inspect(cache_root: Path, project: str, runner: proc.Runner) -> RepoState:
+    """What the cache holds for ``project``; never writes."""
+    path = repo_path(cache_root, project)
+    git_dir = path / ".git"
+    if not path.exists():
+        return RepoState(project, path, exists=False, is_complete=False)
+    complete = (git_dir / "HEAD").is_file() and not (git_dir / INCOMPLETE_MARK).exists()
+    refs = git_local_refs(runner, path) if complete else {}
+    return RepoState(project, path, exists=True, is_complete=complete, refs=refs)
+
+
+def probe(project: str, git_base: str, runner: proc.Runner, opts: GitOptions) -> Upstream:
+    """Ask upstream for the refs of ``project``; raise RepoNotFoundError/RepoUnreachableError."""
+    url = project_url(git_base, project)
+    res = git_ls_remote(runner, url, opts)
+    text = "\n".join(res.tail).lower()
+    if not res.ok:
+        if any(marker in text for marker in _NOT_FOUND) and not res.timed_out:
+            raise RepoNotFoundError(f"{project} does not exist at {redact_url(url)}")
+        why = "timed out" if res.timed_out else (res.tail[-1].strip() if res.tail else "")
+        raise RepoUnreachableError(
+            f"cannot reach {redact_url(url)} after {res.attempts} attempt(s): {why}")
+    refs, default = parse_ls_remote(res.stdout)
+    if not default:
+        raise RepoNotFoundError(f"{project} at {redact_url(url)} has no branches")
+    return Upstream(project, url, refs, default)
+
+
+def _tmp_sibling(path: Path) -> Path:
+    return path.parent / f".{path.name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+
+
+def _dir_size(path: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _record(path: Path, upstream: Upstream, action: str, started: float,
+            runner: proc.Runner, prev: RepoRecord | None) -> RepoRecord:
+    stamp = now_iso()
+    if action == "keep" and prev is not None:
+        return replace(prev, verified_at=stamp, action="keep",
+                       seconds=round(time.monotonic() - started, 3))
+    branches = sum(1 for r in upstream.refs if r.startswith("refs/heads/"))
+    return RepoRecord(
+        project=upstream.project, url=redact_url(upstream.url), path=str(path),
+        head=git_head(runner, path), default_branch=upstream.default_branch,
+        branches=branches, tags=len(upstream.refs) - branches, size_bytes=_dir_size(path),
+        synced_at=stamp, verified_at=stamp, action=action,
+        seconds=round(time.monotonic() - started, 3))
+
+
+def _clone_into_place(path: Path, upstream: Upstream, runner: proc.Runner,
+                      opts: GitOptions) -> None:
+    """Clone in a hidden sibling, verify it, then rename it over ``path`` (old one aside)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(path)
+    trash: Path | None = None
+    try:
+        git_clone(runner, upstream.url, tmp, opts)  # lands on upstream's default branch
+        problem = git_verify(runner, tmp)
+        if problem:
+            raise InfraError(f"fresh clone of {upstream.project} does not verify: {problem}")
+        if path.exists() or path.is_symlink():
+            trash = _tmp_sibling(path)
+            os.rename(path, trash)
+        os.rename(tmp, path)
+    finally:
+        for leftover in (tmp, trash):
+            if leftover is not None and leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _update_in_place(path: Path, upstream: Upstream, runner: proc.Runner,
+                     opts: GitOptions) -> None:
+    """Fetch into the existing clone; the marker makes an interrupted update visible."""
+    marker = path / ".git" / INCOMPLETE_MARK
+    marker.write_text(f"refresh started {now_iso()} by pid {os.getpid()}\n")
+    git_fetch(runner, path, upstream.url, opts)
+    git_checkout_default(runner, path, upstream.default_branch)
+    marker.unlink()
+
+
+def sync(cache_root: Path, upstream: Upstream, runner: proc.Runner, opts: GitOptions,
+         prev: RepoRecord | None = None) -> RepoRecord:
+    """Bring one repo in line with upstream, verify it, repair it once; return its record."""
+    started = time.monotonic()
+    local = inspect(cache_root, upstream.project, runner)
+    action = plan_repo(upstream, local, prev)
+    if action.action in ("clone", "reclone"):
+        _clone_into_place(local.path, upstream, runner, opts)
+    elif action.action == "update":
+        _update_in_place(local.path, upstream, runner, opts)
+    problem = git_verify(runner, local.path)
+    if problem and action.action in ("keep", "update"):
+        # Corrupt on disk (the Zuul test_broken_cache case): a clean re-clone repairs it.
+        _clone_into_place(local.path, upstream, runner, opts)
+        problem = git_verify(runner, local.path)
+        action = RepoAction(upstream.project, "repaired", f"failed verification: {problem}")
+    if problem:
+        raise InfraError(f"{upstream.project} does not verify after repair: {problem}")
+    return _record(local.path, upstream, action.action, started, runner, prev)
+
+
+def sweep(cache_root: Path) -> list[Path]:
+    """Delete temporary directories left by an interrupted run; return what was removed."""
+    removed = []
+    if not Path(cache_root).is_dir():
+        return removed
+    for org in Path(cache_root).iterdir():
+        if not org.is_dir() or org.name.startswith("."):
+            continue
+        for leftover in org.glob(f".*{TMP_MARK}*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+            removed.append(leftover)
+    return removed
+
+
+@contextmanager
+def locked(cache_root: Path) -> Iterator[None]:
+    """Hold the cache's lock for a run; raise CacheBusyError if another run holds it."""
+    Path(cache_root).mkdir(parents=True, exist_ok=True)
+    with open(Path(cache_root) / LOCK_NAME, "a") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise CacheBusyError(f"another dsvm prepare-node is using {cache_root}",
+                                 hint="wait for it to finish") from exc
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------------------------
+# Many repos at once
+
+@dataclass
+class SyncReport:
+    """Outcome of syncing a set of projects."""
+
+    records: dict[str, RepoRecord] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+def parallel(items: Iterable[str], work: Callable[[str], Any], jobs: int,
+             stop: threading.Event, on_done: Callable[[str, Any, BaseException | None], None]
+             ) -> None:
+    """Run ``work`` on every item with ``jobs`` threads; stop cleanly on an interrupt.
+
+    On KeyboardInterrupt/SystemExit in the caller's thread, queued items are cancelled and
+    the running commands' process groups are terminated before the exception propagates.
+    """
+    STOP.clear()
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs), thread_name_prefix="dsvm-node")
+    futures: dict[Future[Any], str] = {}
+    try:
+        for item in items:
+            futures[pool.submit(_unless_stopped, stop, work, item)] = item
+        pending = set(futures)
+        while pending:
+            done = {f for f in pending if f.done()}
+            for fut in done:
+                exc = fut.exception()
+                on_done(futures[fut], None if exc else fut.result(), exc)
+            pending -= done
+            if pending:
+                time.sleep(0.02)
+    except BaseException:
+        stop.set()
+        STOP.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        proc.RUNNING.signal_all(15)
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _unless_stopped(stop: threading.Event, work: Callable[[str], Any], item: str) -> Any:
+    if stop.is_set():
+        raise InfraError("interrupted before it started")
+    return work(item)
+
+
+@dataclass
+class ProbeReport:
+    """Upstream facts for a set of projects, and the ones that failed."""
+
+    upstreams: dict[str, Upstream] = field(default_factory=dict)
+    not_found: dict[str, str] = field(default_factory=dict)
+    unreachable: dict[str, str] = field(default_factory=dict)
+
+
+def probe_all(projects: Iterable[str], git_base: str, runner: proc.Runner, opts: GitOptions,
+              jobs: int) -> ProbeReport:
+    """``ls-remote`` every project in parallel (read-only); classify the failures."""
+    report = ProbeReport()
+
+    def done(project: str, upstream: Any, exc: BaseException | None) -> None:
+        if isinstance(exc, RepoNotFoundError):
+            report.not_found[project] = exc.message
+        elif isinstance(exc, Exception):
+            report.unreachable[project] = getattr(exc, "message", None) or str(exc)
+        elif exc is not None:
+            raise exc
+        else:
+            report.upstreams[project] = upstream
+
+    parallel(sorted(set(projects)), lambda p: probe(p, git_base, runner, opts), jobs,
+             threading.Event(), done)
+    return report
+
+
+def sync_all(cache_root: Path, upstreams: Iterable[Upstream], runner: proc.Runner,
+             opts: GitOptions, *, jobs: int, prev: Mapping[str, RepoRecord],
+             stop: threading.Event | None = None,
+             on_done: Callable[[str, RepoRecord | None, str | None], None] | None = None
+             ) -> SyncReport:
+    """Sync every probed project in parallel; failures are reported, not raised."""
+    report = SyncReport()
+    by_name = {u.project: u for u in upstreams}
+
+    def work(project: str) -> RepoRecord:
+        return sync(cache_root, by_name[project], runner, opts, prev.get(project))
+
+    def done(project: str, record: Any, exc: BaseException | None) -> None:
+        if isinstance(exc, Exception):
+            report.failed[project] = getattr(exc, "message", None) or str(exc)
+        elif exc is not None:
+            raise exc
+        else:
+            report.records[project] = record
+        if on_done is not None:
+            on_done(project, record, report.failed.get(project))
+
+    parallel(sorted(by_name), work, jobs, stop or threading.Event(), done)
+    return report
+
+
+# --------------------------------------------------------------------------------------------
+# Manifest
+
+def manifest_path(cache_root: Path) -> Path:
+    """``<cache>/.dsvm-manifest.json``."""
+    return Path(cache_root) / MANIFEST_NAME
+
+
+def read_manifest(cache_root: Path) -> Manifest | None:
+    """The cache's manifest, or None when there is none; raise InfraError if unreadable."""
+    path = manifest_path(cache_root)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise InfraError(f"cannot read the cache manifest {path}: {exc}",
+                         hint="run 'dsvm prepare-node' again to rewrite it") from exc
+    try:
+        repos = {name: RepoRecord(**rec) for name, rec in data.get("repos", {}).items()}
+        return Manifest(
+            written_at=data["written_at"], git_base=data.get("git_base", ""), repos=repos,
+            missing=dict(data.get("missing", {})), images_dir=data.get("images_dir", ""),
+            images=dict(data.get("images", {})),
+            images_missing=dict(data.get("images_missing", {})),
+            steps=dict(data.get("steps", {})), version=int(data.get("version", 1)))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InfraError(f"the cache manifest {path} is malformed: {exc}",
+                         hint="run 'dsvm prepare-node' again to rewrite it") from exc
+
+
+def manifest_json(manifest: Manifest) -> dict[str, Any]:
+    """The stable JSON form of a manifest (documented in docs/node.md)."""
+    data = asdict(manifest)
+    data["repos"] = {k: asdict(v) for k, v in sorted(manifest.repos.items())}
+    return data
+
+
+def write_manifest(cache_root: Path, manifest: Manifest) -> Path:
+    """Write the manifest atomically (temp file, then rename); return its path."""
+    path = manifest_path(cache_root)
+    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
+    tmp.write_text(json.dumps(manifest_json(manifest), indent=2, sort_keys=True) + "\n")
+    # No fsync: a manifest lost in a power cut is rebuilt by the next run (stestr's reasoning).
+    os.replace(tmp, path)
+    return path
+
+
+def missing_problems(missing: Mapping[str, str], where: str) -> list[Problem]:
+    """Problems listing what could not be cached, for the exit-3 error."""
+    return [Problem(f"{where} {name}", why) for name, why in sorted(missing.items())]

@@ -1,0 +1,636 @@
+"""prepare-node (make a node image that starts every job warm) and check-node (preflight).
+
+prepare-node is a pure ``plan_prepare()`` (which steps, which projects, which paths, does it
+need root) followed by named steps: ``users`` (``stack``/``tempest`` and devstack-gate's
+sudoers rules), ``repos`` (the git cache, ``cache.py``), ``images`` (devstack's downloads,
+``images.py``), ``pip-cache`` and ``packages``. check-node turns facts about the node into
+one verdict per check, each failure with its fix. Every node path sits under ``node.root``
+and every fact (euid, disk free, commands on PATH, the clock) comes from ``NodeFacts``, so
+tests run the production code against a fake root.
+
+This room never runs a shell string and never touches a job's workspace.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dsvm import cache, images, proc
+from dsvm.errors import InfraError, Problem, UsageError
+from dsvm.phase import JobContext, PhaseResult
+from dsvm.profile import Settings
+
+STEPS = ("users", "repos", "images", "pip-cache", "packages")
+ROOT_STEPS = {"users": "creates users and writes /etc/sudoers.d",
+              "packages": "downloads packages with apt-get"}
+STACK_SUDOERS = "50_stack_sh"
+TEMPEST_SUDOERS = "51_tempest_sh"
+# devstack-gate's rules (spec/node-prep.md §6): stack may do anything, tempest only this.
+STACK_RULE = "{user} ALL=(root) NOPASSWD:ALL\n"
+TEMPEST_RULE = "{user} ALL=(root) NOPASSWD:/sbin/ip,/sbin/iptables,/usr/bin/ovsdb-client\n"
+GiB = 1 << 30
+
+
+# --------------------------------------------------------------------------------------------
+# Facts and paths
+
+@dataclass(frozen=True)
+class NodeFacts:
+    """What prepare/check need to know about the machine, injectable for tests."""
+
+    root: Path
+    euid: int
+    disk_free: Callable[[Path], int]
+    which: Callable[[str], str | None]
+    now: Callable[[], float] = time.time
+
+    @classmethod
+    def real(cls, root: str | os.PathLike = "/") -> NodeFacts:
+        """The facts of the running machine (under ``root``)."""
+        return cls(root=Path(root), euid=os.geteuid(),
+                   disk_free=lambda p: shutil.disk_usage(_existing(p)).free,
+                   which=shutil.which)
+
+
+def under(root: Path, path: str | os.PathLike) -> Path:
+    """``path`` (absolute on the node) as seen from here when the node lives at ``root``."""
+    p = Path(path)
+    if str(root) in ("", "/") or not p.is_absolute():
+        return p
+    return Path(root) / p.relative_to("/")
+
+
+def _existing(path: Path) -> Path:
+    path = Path(path)
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+@dataclass(frozen=True)
+class NodePaths:
+    """Where the node keeps things, already under its root."""
+
+    root: Path
+    git_cache: Path
+    files_dir: Path
+    pip_cache: Path
+    sudoers_dir: Path
+    base: Path
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NodePaths:
+        """Resolve the node paths of ``settings`` (``node.root`` prefixes each of them)."""
+        root = Path(settings.get("node.root") or "/")
+        cache_dir = settings.get("git.cache") or "/opt/git"
+        # An explicit --git-cache/DSVM_GIT_CACHE is a real path; only the default is rebased.
+        explicit = settings.origin("git.cache") != "default"
+        return cls(root=root,
+                   git_cache=Path(cache_dir) if explicit else under(root, cache_dir),
+                   files_dir=under(root, settings.get("node.files_dir") or "/opt/cache/files"),
+                   pip_cache=under(root, "/var/cache/pip"),
+                   sudoers_dir=under(root, "/etc/sudoers.d"),
+                   base=under(root, settings.get("paths.base") or "/opt/stack"))
+
+
+# --------------------------------------------------------------------------------------------
+# Plan
+
+@dataclass(frozen=True)
+class PreparePlan:
+    """Everything prepare-node will do, decided before anything is touched."""
+
+    paths: NodePaths
+    steps: tuple[str, ...]
+    skipped: Mapping[str, str]
+    projects: tuple[str, ...]
+    git_base: str
+    git: cache.GitOptions
+    stackrc_projects: bool
+    image_urls: tuple[str, ...]
+    packages: tuple[str, ...]
+    jobs: int
+    stack_user: str = "stack"
+    tempest_user: str = "tempest"
+    download_attempts: int = 3
+
+
+def required_projects(settings: Settings) -> tuple[str, ...]:
+    """The profile's projects plus devstack-gate's ``PROJECTS`` (override wins), validated."""
+    override = settings.gate.get("DEVSTACK_GATE_PROJECTS_OVERRIDE") or []
+    names = list(override) if override else [*(settings.get("projects") or []),
+                                              *(settings.gate.get("PROJECTS") or [])]
+    problems = []
+    for name in names:
+        try:
+            cache.validate_project(str(name))
+        except UsageError as exc:
+            problems.append(Problem(settings.origin("projects"), exc.message, exc.hint))
+    if problems:
+        raise UsageError("invalid project names", problems=problems)
+    return tuple(sorted(set(map(str, names))))
+
+
+def plan_prepare(settings: Settings, facts: NodeFacts) -> PreparePlan:
+    """Decide the steps, projects and paths; raise UsageError for bad input or missing root."""
+    skip = [str(s) for s in settings.get("node.skip") or []]
+    unknown = [s for s in skip if s not in STEPS]
+    if unknown:
+        raise UsageError(f"unknown step(s) for --skip: {', '.join(unknown)}",
+                         hint=f"steps are: {', '.join(STEPS)}")
+    paths = NodePaths.from_settings(settings)
+    packages = tuple(str(p) for p in settings.get("node.packages") or [])
+    skipped = {s: "--skip" for s in skip}
+    if "packages" not in skipped and not packages:
+        skipped["packages"] = "no packages listed (node.packages)"
+    steps = tuple(s for s in STEPS if s not in skipped)
+    _require_root(steps, paths, facts)
+    extra = [str(u) for u in settings.get("node.images") or []]
+    if settings.get("node.get_pip_url"):
+        extra.append(str(settings.get("node.get_pip_url")))
+    return PreparePlan(
+        paths=paths, steps=steps, skipped=skipped, projects=required_projects(settings),
+        git_base=str(settings.get("git.base")),
+        git=cache.GitOptions(timeout=float(settings.get("git.timeout") or 600),
+                             attempts=int(settings.get("git.attempts") or 3)),
+        stackrc_projects=bool(settings.get("node.stackrc_projects")),
+        image_urls=tuple(extra), packages=packages,
+        jobs=max(1, int(settings.get("node.jobs") or 4)),
+        stack_user=str(settings.get("devstack.user") or "stack"),
+        tempest_user=str(settings.get("tempest.user") or "tempest"),
+        download_attempts=max(1, int(settings.get("node.download_attempts") or 3)))
+
+
+def _require_root(steps: tuple[str, ...], paths: NodePaths, facts: NodeFacts) -> None:
+    if facts.euid == 0:
+        return
+    needs = [f"step '{s}' {why}" for s, why in ROOT_STEPS.items() if s in steps]
+    targets = {"repos": paths.git_cache, "images": paths.files_dir, "pip-cache": paths.pip_cache}
+    for step, target in targets.items():
+        if step in steps and not os.access(_existing(target), os.W_OK):
+            needs.append(f"step '{step}' writes {target}")
+    if needs:
+        raise UsageError("prepare-node needs root here: " + "; ".join(needs),
+                         hint="run it as root (sudo dsvm prepare-node), or --skip those steps "
+                              "and point --git-cache/--root at directories you own")
+
+
+# --------------------------------------------------------------------------------------------
+# Apply
+
+@dataclass
+class PrepareReport:
+    """What a prepare-node run did, step by step, and what is missing."""
+
+    steps: dict[str, str] = field(default_factory=dict)
+    repos: dict[str, str] = field(default_factory=dict)  # project -> action
+    images: dict[str, str] = field(default_factory=dict)  # name -> action
+    missing: dict[str, str] = field(default_factory=dict)  # "repo x"/"image y" -> why
+    notes: list[str] = field(default_factory=list)
+    manifest: str = ""
+    repo_records: dict[str, cache.RepoRecord] = field(default_factory=dict)
+    image_records: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare(plan: PreparePlan, runner: proc.Runner, ui: Any,
+            stop: threading.Event | None = None) -> PrepareReport:
+    """Run the plan's steps; raise UsageError (unknown repo) or InfraError (missing items)."""
+    stop = stop or threading.Event()
+    report = PrepareReport(steps={s: f"skipped: {why}" for s, why in plan.skipped.items()})
+    probed = None
+    if "repos" in plan.steps:
+        probed = cache.probe_all(plan.projects, plan.git_base, runner, plan.git, plan.jobs)
+        if probed.not_found:
+            raise UsageError(
+                f"{len(probed.not_found)} project(s) do not exist upstream at "
+                f"{cache.redact_url(plan.git_base)}: {', '.join(sorted(probed.not_found))}",
+                problems=cache.missing_problems(probed.not_found, "project"),
+                hint="fix the profile's projects (or PROJECTS), or GIT_BASE")
+    with cache.locked(plan.paths.git_cache):
+        prev = cache.read_manifest(plan.paths.git_cache)
+        for step in plan.steps:
+            with ui.phase(f"prepare-node:{step}"):
+                if step == "users":
+                    step_users(plan, runner, report)
+                elif step == "repos":
+                    assert probed is not None
+                    step_repos(plan, probed, prev, runner, ui, report, stop)
+                elif step == "images":
+                    step_images(plan, prev, runner, ui, report, stop)
+                elif step == "pip-cache":
+                    step_pip_cache(plan, report)
+                elif step == "packages":
+                    step_packages(plan, runner, report)
+            report.steps.setdefault(step, "ok")
+        write_manifest(plan, prev, report)
+    if report.missing:
+        raise InfraError(
+            f"prepare-node finished with {len(report.missing)} item(s) missing",
+            problems=[Problem(k, v) for k, v in sorted(report.missing.items())],
+            log_path=runner.log,
+            hint="fix the network/URLs named above and run prepare-node again: what is "
+                 "cached is kept and only the missing items are fetched")
+    return report
+
+
+# -- users -------------------------------------------------------------------------------------
+
+def passwd_entries(root: Path) -> dict[str, tuple[int, int, str]]:
+    """``{user: (uid, gid, home)}`` from ``<root>/etc/passwd``."""
+    out = {}
+    try:
+        text = (under(root, "/etc/passwd")).read_text()
+    except OSError:
+        return out
+    for line in text.split("\n"):
+        parts = line.split(":")
+        if len(parts) >= 7 and parts[2].isdigit() and parts[3].isdigit():
+            out[parts[0]] = (int(parts[2]), int(parts[3]), parts[5])
+    return out
+
+
+def step_users(plan: PreparePlan, runner: proc.Runner, report: PrepareReport) -> None:
+    """Create ``stack`` (home $BASE/new) and ``tempest`` with devstack-gate's sudoers rules."""
+    root = plan.paths.root
+    prefix = [] if str(root) in ("", "/") else ["--prefix", str(root)]
+    home = Path("/") / plan.paths.base.relative_to(root) / "new" if prefix else \
+        plan.paths.base / "new"
+    wanted = [(plan.stack_user, ["-d", str(home)]), (plan.tempest_user, [])]
+    for user, extra in wanted:
+        if user not in passwd_entries(root):
+            runner.run(["useradd", *prefix, "-U", "-m", "-s", "/bin/bash", *extra, "--", user],
+                       desc=f"create user {user}")
+            report.notes.append(f"created user {user}")
+    uid, gid, _ = passwd_entries(root)[plan.stack_user]
+    cache_dir = under(root, home) / ".cache"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(under(root, home), 0o755)
+    os.chown(cache_dir, uid, gid)
+    write_sudoers(plan.paths.sudoers_dir / STACK_SUDOERS,
+                  STACK_RULE.format(user=plan.stack_user), runner)
+    write_sudoers(plan.paths.sudoers_dir / TEMPEST_SUDOERS,
+                  TEMPEST_RULE.format(user=plan.tempest_user), runner)
+
+
+def write_sudoers(path: Path, text: str, runner: proc.Runner) -> None:
+    """Write a sudoers drop-in 0440 atomically, checked by ``visudo -c`` when available."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.dsvm-tmp")
+    tmp.write_text(text)
+    os.chmod(tmp, 0o440)
+    if proc.which("visudo"):
+        runner.run(["visudo", "-c", "-q", "-f", str(tmp)], desc=f"check {path.name}")
+    os.replace(tmp, path)
+
+
+# -- repos -------------------------------------------------------------------------------------
+
+_STACKRC_REPO = re.compile(
+    r"\$\{?GIT_BASE\}?/([A-Za-z0-9_][A-Za-z0-9._-]*/[A-Za-z0-9_][A-Za-z0-9._-]*?)(?:\.git)?"
+    r"(?=[}\"'\s]|$)")
+
+
+def stackrc_projects(text: str) -> list[str]:
+    """Projects a devstack ``stackrc`` clones from ``$GIT_BASE`` (``*_REPO`` defaults)."""
+    return sorted({m.group(1) for m in _STACKRC_REPO.finditer(text)})
+
+
+def devstack_project(projects: Mapping[str, Any] | tuple[str, ...]) -> str | None:
+    """The devstack project among ``projects`` (openstack/devstack first)."""
+    names = sorted(projects)
+    for name in ("openstack/devstack", "openstack-dev/devstack"):
+        if name in names:
+            return name
+    return next((n for n in names if n.endswith("/devstack")), None)
+
+
+def step_repos(plan: PreparePlan, probed: cache.ProbeReport, prev: cache.Manifest | None,
+               runner: proc.Runner, ui: Any, report: PrepareReport,
+               stop: threading.Event) -> None:
+    """Sync the required projects, then the ones the cached devstack's stackrc names."""
+    removed = cache.sweep(plan.paths.git_cache)
+    if removed:
+        report.notes.append(f"removed {len(removed)} half-written repo(s) of an earlier run")
+    prev_repos = dict(prev.repos) if prev else {}
+    _sync_probed(plan, probed, prev_repos, runner, ui, report, stop, "repos")
+    ds = devstack_project(plan.projects)
+    stackrc = cache.repo_path(plan.paths.git_cache, ds) / "stackrc" if ds else None
+    if plan.stackrc_projects and stackrc is not None and stackrc.is_file():
+        extra = [p for p in stackrc_projects(stackrc.read_text(errors="replace"))
+                 if p not in plan.projects]
+        if extra:
+            more = cache.probe_all(extra, plan.git_base, runner, plan.git, plan.jobs)
+            for name in sorted(more.not_found):
+                report.notes.append(f"stackrc names {name}, which is not upstream: skipped")
+            _sync_probed(plan, more, prev_repos, runner, ui, report, stop, "stackrc repos")
+
+
+def _sync_probed(plan: PreparePlan, probed: cache.ProbeReport,
+                 prev_repos: dict[str, cache.RepoRecord], runner: proc.Runner, ui: Any,
+                 report: PrepareReport, stop: threading.Event, title: str) -> None:
+    for name, why in probed.unreachable.items():
+        report.missing[f"repo {name}"] = why
+    with ui.progress(title, len(probed.upstreams)) as bar:
+        def done(project: str, record: cache.RepoRecord | None, error: str | None) -> None:
+            if error:
+                report.missing[f"repo {project}"] = error
+                bar.note(f"FAILED {project}: {error}")
+            elif record is not None:
+                report.repos[project] = record.action
+                if record.action != "keep":
+                    bar.note(f"{record.action:<8} {project} ({record.seconds:.1f}s)")
+            bar.advance(1, project)
+
+        result = cache.sync_all(plan.paths.git_cache, probed.upstreams.values(), runner,
+                                plan.git, jobs=plan.jobs, prev=prev_repos, stop=stop,
+                                on_done=done)
+    report.repo_records.update(result.records)
+
+
+# -- images ------------------------------------------------------------------------------------
+
+def step_images(plan: PreparePlan, prev: cache.Manifest | None, runner: proc.Runner, ui: Any,
+                report: PrepareReport, stop: threading.Event) -> None:
+    """Download the images devstack would fetch into ``files_dir`` (verified, resumable)."""
+    ds = devstack_project(plan.projects)
+    repo = cache.repo_path(plan.paths.git_cache, ds) if ds else None
+    found = images.discover(repo, runner, plan.image_urls)
+    report.notes.extend(found.notes)
+    recorded = dict(prev.images) if prev else {}
+    dest = plan.paths.files_dir
+    todo = [s for s in found.sources
+            if not images.keep_existing(dest / s.name, s.url, recorded.get(s.name))]
+    kept = {s.name: recorded[s.name] for s in found.sources if s not in todo}
+    report.images.update({name: "keep" for name in kept})
+    records: dict[str, Any] = dict(kept)
+    by_name = {s.name: s for s in todo}
+    with ui.progress("images", len(todo)) as bar:
+        loader = images.Downloader(attempts=plan.download_attempts, stop=stop,
+                                   on_event=bar.note)
+
+        def done(name: str, record: Any, exc: BaseException | None) -> None:
+            if isinstance(exc, Exception):
+                report.missing[f"image {name}"] = getattr(exc, "message", None) or str(exc)
+                bar.note(f"FAILED {name}: {report.missing[f'image {name}']}")
+            elif exc is not None:
+                raise exc
+            else:
+                records[name] = record
+                report.images[name] = "downloaded"
+                bar.note(f"downloaded {name} ({record['size']} bytes, {record['verified']})")
+            bar.advance(1, name)
+
+        cache.parallel(sorted(by_name), lambda n: loader.fetch(by_name[n], dest), plan.jobs,
+                       stop, done)
+    report.image_records.update(records)
+
+
+# -- pip cache and packages --------------------------------------------------------------------
+
+def step_pip_cache(plan: PreparePlan, report: PrepareReport) -> None:
+    """Create the shared pip cache and the files dir, usable by the stack user."""
+    owner = passwd_entries(plan.paths.root).get(plan.stack_user)
+    for path in (plan.paths.pip_cache, plan.paths.files_dir):
+        path.mkdir(parents=True, exist_ok=True)
+        os.chmod(path, 0o755)
+    if owner is not None:
+        os.chown(plan.paths.pip_cache, owner[0], owner[1])
+    else:
+        report.notes.append(f"{plan.paths.pip_cache}: user {plan.stack_user} does not exist "
+                            "yet, left owned by root")
+
+
+def step_packages(plan: PreparePlan, runner: proc.Runner, report: PrepareReport) -> None:
+    """Download (not install) the listed distro packages into the apt archive cache."""
+    if not proc.which("apt-get"):
+        report.missing["packages"] = "apt-get not found: only Debian/Ubuntu nodes are supported"
+        return
+    archives = under(plan.paths.root, "/var/cache/apt/archives")
+    (archives / "partial").mkdir(parents=True, exist_ok=True)
+    res = runner.run(["apt-get", "-y", "-q", "-d", "-o", f"Dir::Cache::archives={archives}/",
+                      "install", "--", *plan.packages], desc="download packages", check=False,
+                     env={**proc.clean_env(), "DEBIAN_FRONTEND": "noninteractive"})
+    if not res.ok:
+        report.missing["packages"] = (res.tail[-1] if res.tail else f"exit {res.exit_code}")
+
+
+# -- manifest ----------------------------------------------------------------------------------
+
+def write_manifest(plan: PreparePlan, prev: cache.Manifest | None,
+                   report: PrepareReport) -> None:
+    """Merge this run into the manifest (entries still on disk are kept) and write it."""
+    repos = dict(prev.repos) if prev else {}
+    repos.update(report.repo_records)
+    repos = {k: v for k, v in repos.items()
+             if (cache.repo_path(plan.paths.git_cache, k) / ".git").is_dir()}
+    imgs = dict(prev.images) if prev else {}
+    imgs.update(report.image_records)
+    imgs = {k: v for k, v in imgs.items() if (plan.paths.files_dir / k).is_file()}
+    manifest = cache.Manifest(
+        written_at=cache.now_iso(), git_base=cache.redact_url(plan.git_base), repos=repos,
+        missing={k[5:]: v for k, v in report.missing.items() if k.startswith("repo ")},
+        images_dir=str(plan.paths.files_dir), images=imgs,
+        images_missing={k[6:]: v for k, v in report.missing.items() if k.startswith("image ")},
+        steps={**{s: "ok" for s in plan.steps}, **report.steps})
+    report.manifest = str(cache.write_manifest(plan.paths.git_cache, manifest))
+
+
+def report_json(report: PrepareReport) -> dict[str, Any]:
+    """Stable JSON of a prepare-node run."""
+    data = asdict(report)
+    data.pop("repo_records")
+    data.pop("image_records")
+    return data
+
+
+def prepare_phase(ctx: JobContext, facts: NodeFacts | None = None) -> PhaseResult:
+    """``dsvm prepare-node`` as a phase: plan, run the steps, return what was done."""
+    facts = facts or NodeFacts.real(ctx.settings.get("node.root") or "/")
+    plan = plan_prepare(ctx.settings, facts)
+    runner = ctx.runner("prepare-node")
+    report = prepare(plan, runner, ctx.ui)
+    changed = sum(1 for a in report.repos.values() if a != "keep")
+    return PhaseResult("prepare-node", 0, report_json(report),
+                       f"{len(report.repos)} repos ({changed} changed), "
+                       f"{len(report.images)} images; manifest {report.manifest}")
+
+
+# --------------------------------------------------------------------------------------------
+# check-node
+
+@dataclass(frozen=True)
+class Check:
+    """One preflight verdict; ``fix`` says what to do when it failed."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str | None = None
+
+
+def container_kind(root: Path) -> str | None:
+    """The container technology the node runs in (lxc, docker, …), or None for a VM/metal."""
+    def read(rel: str) -> str:
+        try:
+            return (under(root, rel)).read_text(errors="replace")
+        except OSError:
+            return ""
+
+    declared = read("/run/systemd/container").strip()
+    if declared:
+        return declared
+    for item in read("/proc/1/environ").split("\0"):
+        if item.startswith("container=") and item[len("container="):]:
+            return item[len("container="):]
+    if under(root, "/.dockerenv").exists():
+        return "docker"
+    if under(root, "/run/.containerenv").exists():
+        return "podman"
+    for line in read("/proc/1/cgroup").split("\n"):
+        path = line.split(":", 2)[-1]
+        for marker, kind in (("/lxc/", "lxc"), ("/lxc.payload", "lxc"), ("/docker", "docker"),
+                             ("/kubepods", "kubernetes"), ("/libpod", "podman")):
+            if marker in path:
+                return kind
+    return None
+
+
+def _check_disk(settings: Settings, paths: NodePaths, facts: NodeFacts) -> Check:
+    need = int(settings.get("node.min_disk_gb") or 0)
+    free = facts.disk_free(paths.base)
+    ok = free >= need * GiB
+    return Check("disk", ok, f"{free / GiB:.1f} GB free under {paths.base} (need {need} GB)",
+                 None if ok else f"grow the disk or free space under {paths.base}; devstack "
+                 f"and Tempest need about {need} GB (node.min_disk_gb)")
+
+
+def _check_kvm(paths: NodePaths) -> Check:
+    kvm = under(paths.root, "/dev/kvm")
+    fix = ("enable hardware virtualisation (nested virt on the hypervisor) so /dev/kvm exists "
+           "and is read/writable, or run with LIBVIRT_TYPE=qemu (much slower)")
+    try:
+        mode = kvm.stat().st_mode
+    except OSError:
+        return Check("kvm", False, f"{kvm} is missing", fix)
+    if not stat.S_ISCHR(mode):
+        return Check("kvm", False, f"{kvm} is not a character device", fix)
+    if not os.access(kvm, os.R_OK | os.W_OK):
+        return Check("kvm", False, f"{kvm} is not read/writable", fix)
+    return Check("kvm", True, f"{kvm} is usable")
+
+
+def _check_container(paths: NodePaths) -> Check:
+    kind = container_kind(paths.root)
+    if kind:
+        return Check("container", False, f"running inside a container ({kind})",
+                     "devstack cannot run in a container (it manages kernel modules, LVM, "
+                     "iSCSI and OVS): use a VM or bare-metal node")
+    return Check("container", True, "not a container")
+
+
+def _check_users(settings: Settings, paths: NodePaths, facts: NodeFacts) -> list[Check]:
+    users = passwd_entries(paths.root)
+    stack_user = str(settings.get("devstack.user") or "stack")
+    tempest_user = str(settings.get("tempest.user") or "tempest")
+    absent = [u for u in (stack_user, tempest_user) if u not in users]
+    out = [Check("users", not absent,
+                 f"missing: {', '.join(absent)}" if absent else f"{stack_user}, {tempest_user}",
+                 "run 'dsvm prepare-node' (step users)" if absent else None)]
+    problems = []
+    if not facts.which("sudo"):
+        problems.append("sudo is not installed")
+    for name, rule in ((STACK_SUDOERS, STACK_RULE.format(user=stack_user)),
+                       (TEMPEST_SUDOERS, TEMPEST_RULE.format(user=tempest_user))):
+        f = paths.sudoers_dir / name
+        try:
+            text, mode = f.read_text(), stat.S_IMODE(f.stat().st_mode)
+        except OSError:
+            problems.append(f"{f} missing")
+            continue
+        if rule.strip() not in text:
+            problems.append(f"{f} lacks '{rule.strip()}'")
+        if mode & 0o022:
+            problems.append(f"{f} is group/world-writable (sudo ignores it)")
+    out.append(Check("sudo", not problems, "; ".join(problems) or "sudo rules in place",
+                     "install sudo and run 'dsvm prepare-node' (step users)" if problems
+                     else None))
+    return out
+
+
+def _check_cache(settings: Settings, paths: NodePaths, facts: NodeFacts) -> list[Check]:
+    fix = f"run 'dsvm prepare-node' (git cache {paths.git_cache})"
+    try:
+        manifest = cache.read_manifest(paths.git_cache)
+    except InfraError as exc:
+        return [Check("git-cache", False, exc.message, fix)]
+    if manifest is None:
+        return [Check("git-cache", False, f"no manifest in {paths.git_cache}", fix),
+                Check("images", False, "no manifest, so no record of cached images", fix)]
+    wanted = required_projects(settings)
+    gone = [p for p in wanted if p not in manifest.repos
+            or not (cache.repo_path(paths.git_cache, p) / ".git" / "HEAD").is_file()
+            or (cache.repo_path(paths.git_cache, p) / ".git" / cache.INCOMPLETE_MARK).exists()]
+    out = [Check("git-cache", not gone,
+                 f"missing or incomplete: {', '.join(gone)}" if gone
+                 else f"{len(wanted)} profile project(s) cached, {len(manifest.repos)} in all",
+                 fix if gone else None)]
+    age_h = manifest.age_seconds(facts.now()) / 3600
+    limit = int(settings.get("node.cache_max_age_hours") or 0)
+    fresh = not limit or age_h <= limit
+    out.append(Check("git-cache-age", fresh,
+                     f"written {age_h:.1f} h ago (limit {limit} h)",
+                     None if fresh else "rebuild the node image (dsvm prepare-node)"))
+    out.append(_check_images(manifest, fix))
+    return out
+
+
+def _check_images(manifest: cache.Manifest, fix: str) -> Check:
+    files_dir = Path(manifest.images_dir)
+    bad = [n for n, rec in manifest.images.items()
+           if not (files_dir / n).is_file() or (files_dir / n).stat().st_size != rec.get("size")]
+    bad += list(manifest.images_missing)
+    if not manifest.images and not bad:
+        return Check("images", False, f"no images cached in {files_dir or '?'}", fix)
+    return Check("images", not bad,
+                 f"missing or wrong size: {', '.join(sorted(bad))}" if bad
+                 else f"{len(manifest.images)} file(s) in {files_dir}", fix if bad else None)
+
+
+def _check_commands(settings: Settings, facts: NodeFacts) -> Check:
+    wanted = [str(c) for c in settings.get("node.required_commands") or []]
+    absent = [c for c in wanted if not facts.which(c)]
+    return Check("commands", not absent,
+                 f"not on PATH: {', '.join(absent)}" if absent else ", ".join(wanted),
+                 f"install {' '.join(absent)} (apt-get install …)" if absent else None)
+
+
+def check(settings: Settings, facts: NodeFacts) -> list[Check]:
+    """Every preflight verdict for this node, in a stable order."""
+    paths = NodePaths.from_settings(settings)
+    return [_check_disk(settings, paths, facts), _check_kvm(paths), _check_container(paths),
+            *_check_users(settings, paths, facts), *_check_cache(settings, paths, facts),
+            _check_commands(settings, facts)]
+
+
+def checks_json(checks: list[Check]) -> dict[str, Any]:
+    """``{"ok": bool, "checks": [{"name", "ok", "detail", "fix"}]}`` (stable)."""
+    return {"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}
+
+
+def run_phase(ctx: JobContext, facts: NodeFacts | None = None) -> PhaseResult:
+    """check-node as a phase: exit 0 when every check passes, 3 otherwise (nothing raised)."""
+    facts = facts or NodeFacts.real(ctx.settings.get("node.root") or "/")
+    checks = check(ctx.settings, facts)
+    data = checks_json(checks)
+    failed = [c.name for c in checks if not c.ok]
+    return PhaseResult("check-node", 0 if data["ok"] else 3, data,
+                       "all checks passed" if not failed else f"failed: {', '.join(failed)}")

@@ -1,0 +1,118 @@
+"""cache.py against real git: clone, keep, update, repair, sweep, probe, manifest."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from dsvm import cache, proc
+from dsvm.errors import InfraError
+from tests.fixtures.httpserver import closed_port
+from tests.fixtures.upstream_repos import add_commit, make_repo, tip
+
+OPTS = cache.GitOptions(timeout=30, attempts=2, backoff=0.01)
+
+
+@pytest.fixture
+def upstream(tmp_path: Path) -> Path:
+    root = tmp_path / "upstream"
+    make_repo(root, "openstack/nova", commits=4, branches=("stable/2024.1",), tags=("1.0",))
+    make_repo(root, "openstack/glance", commits=2)
+    return root
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> proc.Runner:
+    return proc.Runner(tmp_path / "cache.log")
+
+
+def _sync(cache_root: Path, upstream: Path, project: str, runner: proc.Runner,
+          prev: cache.RepoRecord | None = None) -> cache.RepoRecord:
+    up = cache.probe(project, f"file://{upstream}", runner, OPTS)
+    return cache.sync(cache_root, up, runner, OPTS, prev)
+
+
+def _packs(repo: Path) -> set[str]:
+    return {p.name for p in (repo / ".git/objects").rglob("*") if p.is_file()}
+
+
+def test_clone_is_a_full_nonbare_clone_with_upstream_origin(tmp_path, upstream, runner):
+    rec = _sync(tmp_path / "git", upstream, "openstack/nova", runner)
+    repo = tmp_path / "git/openstack/nova"
+    assert rec.action == "clone" and rec.head == tip(upstream / "openstack/nova")
+    assert (repo / "file0.txt").is_file()  # working tree checked out
+    refs = cache.git_local_refs(runner, repo)
+    assert set(refs) == {"refs/heads/master", "refs/heads/stable/2024.1", "refs/tags/1.0"}
+    url = proc.Runner().run(["git", "config", "remote.origin.url"], desc="url", cwd=repo)
+    assert url.stdout.strip() == f"file://{upstream}/openstack/nova"
+    assert rec.branches == 2 and rec.tags == 1 and rec.size_bytes > 0
+
+
+def test_second_sync_keeps_and_transfers_nothing(tmp_path, upstream, runner):
+    first = _sync(tmp_path / "git", upstream, "openstack/nova", runner)
+    before = _packs(tmp_path / "git/openstack/nova")
+    again = _sync(tmp_path / "git", upstream, "openstack/nova", runner, first)
+    assert again.action == "keep" and again.synced_at == first.synced_at
+    assert _packs(tmp_path / "git/openstack/nova") == before
+
+
+def test_upstream_change_is_fetched_and_checked_out(tmp_path, upstream, runner):
+    first = _sync(tmp_path / "git", upstream, "openstack/nova", runner)
+    new = add_commit(upstream / "openstack/nova", files={"added.txt": "hello\n"})
+    rec = _sync(tmp_path / "git", upstream, "openstack/nova", runner, first)
+    assert rec.action == "update" and rec.head == new
+    assert (tmp_path / "git/openstack/nova/added.txt").read_text() == "hello\n"
+    assert not (tmp_path / "git/openstack/nova/.git" / cache.INCOMPLETE_MARK).exists()
+
+
+def test_corrupt_repo_is_detected_and_repaired(tmp_path, upstream, runner):
+    first = _sync(tmp_path / "git", upstream, "openstack/nova", runner)
+    repo = tmp_path / "git/openstack/nova"
+    for obj in (repo / ".git/objects/pack").glob("*.pack"):
+        obj.write_bytes(b"garbage")
+    assert cache.git_verify(runner, repo) is not None
+    rec = _sync(tmp_path / "git", upstream, "openstack/nova", runner, first)
+    assert rec.action == "repaired"
+    assert cache.git_verify(runner, repo) is None
+
+
+def test_half_written_repo_and_leftovers_are_redone(tmp_path, upstream, runner):
+    first = _sync(tmp_path / "git", upstream, "openstack/nova", runner)
+    repo = tmp_path / "git/openstack/nova"
+    (repo / ".git" / cache.INCOMPLETE_MARK).write_text("interrupted\n")
+    leftover = tmp_path / f"git/openstack/.glance{cache.TMP_MARK}dead"
+    shutil.copytree(repo, leftover)
+    assert cache.sweep(tmp_path / "git") == [leftover]
+    assert not leftover.exists()
+    rec = _sync(tmp_path / "git", upstream, "openstack/nova", runner, first)
+    assert rec.action == "reclone"
+    assert not (repo / ".git" / cache.INCOMPLETE_MARK).exists()
+
+
+def test_probe_tells_missing_from_unreachable(tmp_path, upstream, runner):
+    with pytest.raises(cache.RepoNotFoundError, match="openstack/nope"):
+        cache.probe("openstack/nope", f"file://{upstream}", runner, OPTS)
+    with pytest.raises(cache.RepoUnreachableError, match="2 attempt"):
+        cache.probe("openstack/nova", f"git://127.0.0.1:{closed_port()}", runner, OPTS)
+
+
+def test_manifest_round_trip(tmp_path, upstream, runner):
+    rec = _sync(tmp_path / "git", upstream, "openstack/glance", runner)
+    m = cache.Manifest(written_at=cache.now_iso(), git_base="file:///x",
+                       repos={rec.project: rec}, missing={"openstack/y": "unreachable"},
+                       images_dir="/opt/cache/files", images={"a.img": {"size": 3}})
+    cache.write_manifest(tmp_path / "git", m)
+    assert cache.read_manifest(tmp_path / "git") == m
+    (tmp_path / "git" / cache.MANIFEST_NAME).write_text("{not json")
+    with pytest.raises(InfraError, match="cannot read the cache manifest"):
+        cache.read_manifest(tmp_path / "git")
+    assert cache.read_manifest(tmp_path / "nothing") is None
+
+
+def test_lock_refuses_a_second_run(tmp_path):
+    with cache.locked(tmp_path):
+        with pytest.raises(cache.CacheBusyError):
+            with cache.locked(tmp_path):
+                pass
