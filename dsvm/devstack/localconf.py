@@ -409,13 +409,14 @@ def _rows_tail(out: _Out, gate: Mapping[str, Any], tempest: bool, tempest_origin
             out.add(name, value, o)
 
 
-def _services(out: _Out, tempest: bool, branch: str, branch_origin: str) -> tuple[str, str]:
+def _services(out: _Out, tempest: bool, neutron: bool, branch: str, branch_origin: str
+              ) -> tuple[str, str]:
     """ENABLED_SERVICES and its origin: OVERRIDE_ENABLED_SERVICES, or the matrix (+ENABLED_SERVICES)."""
     gate = out.settings.gate
     if gate.get("OVERRIDE_ENABLED_SERVICES"):
         return gate["OVERRIDE_ENABLED_SERVICES"], "env OVERRIDE_ENABLED_SERVICES"
     configs = matrix.configs_from({**gate, "DEVSTACK_GATE_TEMPEST": tempest,
-                                   "DEVSTACK_GATE_NEUTRON": _neutron(gate, branch)})
+                                   "DEVSTACK_GATE_NEUTRON": neutron})
     mbranch, why = matrix.normalize_branch(branch)
     services = ",".join(matrix.enabled_services(configs, mbranch,
                                                 bool(gate.get("DEVSTACK_GATE_NO_SERVICES"))))
@@ -432,6 +433,7 @@ def gate_lines(settings: Settings, primary_ip: str = "127.0.0.1") -> tuple[list[
     gate = settings.gate
     out = _Out(settings, secret_names=tuple(settings.get("devstack.secrets") or ()))
     branch, branch_origin = _branch(settings)
+    neutron = _neutron(gate, branch)  # the wrap decides from OVERRIDE_ZUUL_BRANCH, not grenade's
     mode = gate.get("DEVSTACK_GATE_GRENADE") or ""
     grenade = mode not in ("", "0", "false", "False", "FALSE")
     if grenade:
@@ -445,8 +447,7 @@ def gate_lines(settings: Settings, primary_ip: str = "127.0.0.1") -> tuple[list[
     tempest = bool(settings.get("tempest.enabled")) or grenade
     tempest_origin = "grenade forces Tempest" if grenade and not settings.get(
         "tempest.enabled") else _short_origin(settings.origin("tempest.enabled"))
-    neutron = _neutron(gate, branch)
-    services, services_origin = _services(out, tempest, branch, branch_origin)
+    services, services_origin = _services(out, tempest, neutron, branch, branch_origin)
     base = str(settings.get("paths.base") or "/opt/stack").rstrip("/") or "/opt/stack"
     _rows_network_head(out, gate, neutron)
     _rows_always(out, gate, services, services_origin, base)
