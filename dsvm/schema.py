@@ -69,8 +69,9 @@ DEVSTACK = {
 }
 
 CINDER = {
-    "backends": Key("list[map]", [], "vendor backends: name, volume_driver, options, "
-                    "secret_options, volume_type, storage_protocol, vendor_name"),
+    "backends": Key("list[map]", [], "vendor backends: name, volume_driver, type, options, "
+                    "secret_options, volume_type, storage_protocol, vendor_name "
+                    "(docs/configure.md)"),
     "default_volume_type": Key("str", "", "default volume type (default: first backend's)"),
     "tempest_features": Key("map", {}, "Tempest [volume-feature-enabled] flags for the "
                             "backends (manage_snapshot, manage_volume, volume_revert, "
@@ -123,8 +124,14 @@ LOGS = {
                        choices=("gzip", "none")),
     "size_budget_mb": Key("int", 0, "largest total size of collected logs; 0 = unlimited"),
     "jobs": Key("int", 0, "compression workers; 0 = number of CPUs"),
-    "publish": Key("any", {}, "rsync target: {host, user, port, path, key, url}"),
+    "publish": Key("any", {}, "rsync target: {host, user, port, path, key, url, "
+                   "known_hosts, attempts, bwlimit_kbps}"),
     "secrets": Key("list", [], "extra literal values to redact", secret=True),
+    "defaults": Key("bool", True, "collect devstack-gate's default sources (/var/log/..., "
+                    "$BASE/new/..., /etc/<project>) besides logs.sources"),
+    "snapshots": Key("bool", True, "run df/free/ps/pip freeze/dpkg -l/journalctl snapshots"),
+    "gzip_level": Key("int", 6, "gzip level 1-9 (6: ~2x faster than 9, ~5% larger)"),
+    "keep": Key("int", 3, "previous logs dirs kept after rotation (logs.1 ... logs.N)"),
 }
 
 NODE = {
