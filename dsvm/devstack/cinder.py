@@ -254,6 +254,12 @@ def apply_text(text: str, edits: Iterable[Edit]) -> str:
     """Return cinder.conf ``text`` with every edit applied as devstack's iniset would."""
     from dsvm.devstack import ini
 
+    # iniset puts a new option at the top of its section; devstack's merge feeds a section's
+    # options in reverse so they land in local.conf order (devstack.md §2.4 item 8).
+    by_section: dict[str, list[Edit]] = {}
     for e in edits:
-        text = ini.set_option(text, e.section, e.option, e.value)
+        by_section.setdefault(e.section, []).append(e)
+    for section, group in by_section.items():
+        for e in reversed(group):
+            text = ini.set_option(text, section, e.option, e.value)
     return text
