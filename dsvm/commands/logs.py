@@ -1,22 +1,70 @@
-"""``dsvm logs``: collect, redact, compress and publish a job's logs."""
+"""``dsvm logs``: collect, redact, compress, index and publish a job's logs."""
 
 from __future__ import annotations
 
 import argparse
 
-from dsvm.commands import add_command, not_implemented
+from dsvm.commands import add_command, add_json
+
+DESCRIPTION = """\
+Gather the job's logs into $WORKSPACE/logs in devstack-gate's layout and names
+(screen-<svc>.txt, devstacklog.txt, local.conf.txt, etc/<service>/, tempest_conf.txt,
+testrepository.subunit.gz, testr_results.html, syslog.txt, df.txt, ps.txt, dpkg-l.txt, ...)
+plus dsvm's own phase logs (dsvm/) and the job's environment with secrets masked.
+
+Every text file is redacted while it is copied (the profile's secrets, every password-like
+value of local.conf/localrc and ini files, passwords in URLs, Authorization/X-Auth-Token
+headers, private keys), then compressed (logs.compression: gzip -> *.txt.gz, or none) on
+logs.jobs workers. Each directory gets an index.html; manifest.json lists every file, its
+source, size and redaction count, and what was not collected and why. A logs dir left by a
+previous job is rotated to logs.1 first. Sources: devstack-gate's table plus the profile's
+logs.sources ({src, dest}).
+
+--publish uploads the result with rsync over ssh to logs.publish (host, user, port, path,
+key, url) under LOG_PATH (Zuul's convention when unset) and prints the public URL."""
 
 
 def register(sub: argparse._SubParsersAction, name: str) -> None:
     p = add_command(
-        sub, name, help="collect, redact, compress and publish logs",
-        description="Gather the job's logs into $WORKSPACE/logs in devstack-gate's layout, "
-                    "with every secret redacted, compressed, indexed, and optionally published.",
-        example="dsvm logs collect --publish")
+        sub, name, help="collect, redact, compress, index and publish logs",
+        description=DESCRIPTION,
+        example="dsvm --profile myvendor logs collect --publish\n"
+                "  dsvm logs collect --root /mnt/node-image --dest /tmp/logs --json")
     p.add_argument("action", choices=["collect"])
-    p.add_argument("--publish", action="store_true", help="upload to the log server")
+    p.add_argument("--publish", action="store_true",
+                   help="upload to the log server in logs.publish after collecting")
+    p.add_argument("--root", metavar="DIR",
+                   help="prefix every node source path with DIR (a mounted image, a test "
+                        "tree); node snapshots (df, ps, ...) are not taken")
+    p.add_argument("--dest", metavar="DIR", help="collect here instead of $WORKSPACE/logs")
+    p.add_argument("--workspace", metavar="DIR",
+                   help="job directory (default $WORKSPACE or the current directory)")
+    p.add_argument("--log-path", metavar="PATH",
+                   help="path under the log server's root (default $LOG_PATH, or Zuul's "
+                        "<change[-2:]>/<change>/<patchset>/<pipeline>/<job>/<uuid>)")
+    p.add_argument("--compression", choices=["gzip", "none"],
+                   help="override logs.compression")
+    p.add_argument("--jobs", type=int, metavar="N", help="override logs.jobs (workers)")
+    add_json(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    return not_implemented("logs", "issue 9")
+    import json
+    import os
+
+    from dsvm import phase, profile
+    from dsvm.console import Ui
+    from dsvm.logs.phase import run_phase
+
+    options = {"logs.compression": args.compression, "logs.jobs": args.jobs}
+    settings = profile.resolve(args.profile, os.environ, options)
+    ctx = phase.context(settings, os.environ, workspace=args.workspace)
+    if args.json:  # human lines to stderr, so stdout is pure JSON
+        ctx.ui = Ui(plain=True, verbose=ctx.ui.verbose, stream=ctx.ui.err_stream,
+                    err_stream=ctx.ui.err_stream)
+    result = run_phase(ctx, root=args.root, dest=args.dest,
+                       publish_logs=True if args.publish else False, log_path=args.log_path)
+    if args.json:
+        print(json.dumps(result.outputs, indent=2, sort_keys=True))
+    return result.exit_code

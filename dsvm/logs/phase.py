@@ -1,0 +1,204 @@
+"""The logs phase: collect, redact, compress, index and (optionally) publish a job's logs.
+
+``run_phase(ctx)`` is what ``dsvm run`` calls last, whatever happened before: every input
+(earlier phases' outputs, the state file, the node's files) is optional. ``dsvm logs collect``
+calls the same function with its options (``root``, ``dest``, ``publish``, ``log_path``).
+This room wires the steps together; it holds no redaction, naming or upload logic itself.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from dsvm.logs import collect, index, publish, redact, snapshot
+from dsvm.logs.sources import (
+    DEFAULT_SOURCES,
+    Source,
+    profile_sources,
+    project_sources,
+)
+from dsvm.logs.store import Stored
+from dsvm.phase import JobContext, PhaseResult
+
+PHASE = "logs"
+MB = 1 << 20
+# Files whose assignments are harvested as literal secrets before anything is written.
+CONFIG_NAMES = ("local.conf", "localrc", ".conf", ".ini", ".cfg", ".yaml", ".yml", "rc",
+                "local_conf.txt", "localrc.txt", "_conf.txt", "_yaml.txt")
+HARVEST_MAX = 4 * MB
+WARN_LINES = 15
+
+
+def run_phase(ctx: JobContext, *, root: str | Path | None = None,
+              dest: str | Path | None = None, publish_logs: bool | None = None,
+              log_path: str | None = None) -> PhaseResult:
+    """Collect into ``dest`` (default ``$WORKSPACE/logs``); publish when asked or configured.
+
+    ``publish_logs=None`` publishes when the profile's ``logs.publish`` names a host.
+    Returns outputs ``{"logs_dir", "url", "manifest", "files", "redactions", "problems"}``.
+    """
+    settings = ctx.settings
+    dest_dir = Path(dest).resolve() if dest else ctx.logs_dir
+    root_dir = Path(root).resolve() if root else None
+    sources = node_sources(settings)
+    rotated = collect.rotate(dest_dir, keep=int(settings.get("logs.keep") or 3))
+    staging = ctx.dsvm_log_dir / "logs-staging"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        extras = job_sources(ctx, dest_dir, rotated)
+        notes: list[str] = []
+        if root_dir is None and settings.get("logs.snapshots") is not False:
+            extras += _snapshots(ctx, staging, notes)
+        extras.append(Source(str(snapshot.write_env(
+            ctx.env, staging / "job-environment.txt",
+            tuple(settings.get("devstack.secrets") or []))), "job-environment.txt", "keep",
+            why="the job's environment"))
+        with ctx.ui.phase(PHASE, f"collect into {dest_dir}"):
+            inventory = collect.inspect(sources, root=root_dir, base=str(ctx.base),
+                                        extra=extras)
+            redactor = redact.Redactor.of(secret_values(settings, inventory.found))
+            budget_mb = int(settings.get("logs.size_budget_mb") or 0)
+            the_plan = collect.plan(inventory, dest_dir,
+                                    compression=settings.get("logs.compression") or "gzip",
+                                    budget=budget_mb * MB or None,
+                                    level=int(settings.get("logs.gzip_level") or 6))
+            result = collect.Collection(the_plan, rotated=rotated)
+            result.stored = _apply(ctx, the_plan, redactor,
+                                   int(settings.get("logs.jobs") or 0))
+            index.write_indexes(dest_dir)
+            data = index.manifest(result, root_dir)
+            manifest = index.write_manifest(dest_dir, data)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    _report(ctx, result, data, notes)
+    outputs: dict[str, Any] = {"logs_dir": str(dest_dir), "url": "", "manifest": str(manifest),
+                               "files": data["totals"]["files"],
+                               "redactions": data["totals"]["redactions"],
+                               "problems": result.problems}
+    conf = settings.get("logs.publish") or {}
+    if publish_logs or (publish_logs is None and publish.is_configured(conf)):
+        outputs["url"] = _publish(ctx, conf, dest_dir, log_path)
+    summary = (f"{data['totals']['files']} files, {data['totals']['redactions']} secrets "
+               f"redacted, {len(result.problems)} problems"
+               + (f"; published at {outputs['url']}" if outputs["url"] else ""))
+    return PhaseResult(PHASE, 0, outputs, summary)
+
+
+def node_sources(settings: Any) -> list[Source]:
+    """devstack-gate's table (unless ``logs.defaults`` is false), /etc/<project>, the profile's."""
+    out: list[Source] = []
+    if settings.get("logs.defaults") is not False:
+        out.extend(DEFAULT_SOURCES)
+        out.extend(project_sources(settings.get("projects") or []))
+    out.extend(profile_sources(settings.get("logs.sources") or []))
+    return out
+
+
+def job_sources(ctx: JobContext, dest: Path, rotated: Path | None) -> list[Source]:
+    """dsvm's phase logs and state file, local.conf, the subunit stream and results reports.
+
+    A path inside the logs dir that was just rotated away is looked up in its new place.
+    """
+    def where(value: Any) -> str | None:
+        if not isinstance(value, str) or not value.startswith("/"):
+            return None
+        path = Path(value)
+        if rotated is not None and path.is_relative_to(dest):
+            path = rotated / path.relative_to(dest)
+        return str(path)
+
+    out = [Source(str(ctx.dsvm_log_dir / "*.log"), "dsvm", "log", why="dsvm phase logs"),
+           Source(str(ctx.dsvm_log_dir / "state.json"), "dsvm/state.json", "keep",
+                  why="dsvm state file")]
+    configure = ctx.outputs.get("configure") or {}
+    if src := where(configure.get("local_conf")):
+        out.append(Source(src, "local.conf.txt", "keep", why="configure phase"))
+    results = ctx.outputs.get("results") or {}
+    tempest = ctx.outputs.get("tempest") or {}
+    if src := where(results.get("subunit")) or where(tempest.get("subunit")):
+        out.append(Source(src, "testrepository.subunit.gz", "keep", why="tempest stream"))
+    names = {"html": "testr_results.html", "junit": "junit.xml", "summary": "summary.txt"}
+    for key, value in results.items():
+        if key in names and (src := where(value)):
+            out.append(Source(src, names[key], "keep", why=f"results {key}"))
+        elif key not in ("subunit",) and (src := where(value)) and Path(src).exists():
+            out.append(Source(src, f"results/{Path(src).name}", "keep",
+                              why=f"results {key}"))
+    return out
+
+
+def secret_values(settings: Any, found: Iterable[collect.Found]) -> set[str]:
+    """The profile's and environment's secrets plus every value harvested from config files."""
+    values = set(settings.secret_values())
+    extra = list(settings.get("devstack.secrets") or [])
+    for f in found:
+        name = Path(f.shown).name
+        if f.kind != "text" or f.size > HARVEST_MAX or not name.endswith(CONFIG_NAMES):
+            continue
+        try:
+            text = Path(f.path).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            continue
+        values |= redact.harvest(text, extra)
+    return values
+
+
+def _snapshots(ctx: JobContext, staging: Path, notes: list[str]) -> list[Source]:
+    left = ctx.time_left()
+    timeout = 120.0 if left is None else max(5.0, min(120.0, left / 4))
+    out = []
+    for snap in snapshot.take(ctx.runner(PHASE), staging / "snapshots", timeout=timeout):
+        if snap.note:
+            notes.append(f"{snap.shown}: {snap.note}")
+        if snap.path is not None:
+            out.append(Source(str(snap.path), snap.name, "keep", why=snap.shown))
+    return out
+
+
+def _apply(ctx: JobContext, the_plan: collect.CollectPlan, redactor: redact.Redactor,
+           jobs: int) -> list[Stored]:
+    with ctx.ui.progress("redact and compress logs", len(the_plan.tasks)) as prog:
+        def advance(stored: Stored) -> None:
+            if stored.skipped:
+                prog.note(f"skipped {stored.source}: {stored.note}")
+            prog.advance(item=stored.rel)
+        return collect.apply(the_plan, redactor, jobs=jobs, advance=advance)
+
+
+def _report(ctx: JobContext, result: collect.Collection, data: Mapping[str, Any],
+            notes: list[str]) -> None:
+    ui = ctx.ui
+    totals = data["totals"]
+    if result.rotated:
+        ui.info(f"previous logs moved to {result.rotated}")
+    problems = result.problems + notes
+    for line in problems[:WARN_LINES]:
+        ui.warn(f"not collected: {line}")
+    if len(problems) > WARN_LINES:
+        ui.warn(f"... {len(problems) - WARN_LINES} more in {result.plan.dest}/manifest.json")
+    truncated = [f["path"] for f in data["files"] if f["truncated"]]
+    if truncated:
+        ui.warn(f"size budget {index.human_size(result.plan.budget or 0)} exceeded: "
+                f"truncated {', '.join(truncated)}")
+    ui.ok(f"logs: {totals['files']} files, {index.human_size(totals['size'])} read, "
+          f"{index.human_size(totals['stored'])} stored, {totals['redactions']} secrets "
+          f"redacted, {totals['missing']} sources not on this node -> {result.plan.dest}")
+
+
+def _publish(ctx: JobContext, conf: Mapping[str, Any], dest: Path,
+             log_path: str | None) -> str:
+    from dsvm.errors import UsageError
+
+    if not publish.is_configured(conf):
+        raise UsageError("--publish needs logs.publish in the profile",
+                         hint="set logs.publish: {host, user, path, key, url}")
+    t = publish.target(conf, ctx.env, log_path)
+    result = publish.publish(t, dest, ctx.runner(PHASE), timeout=ctx.time_left())
+    ctx.ui.ok(f"published {dest} to {t.remote} in {result.seconds:.1f}s")
+    if t.public_url:
+        ctx.ui.info(f"logs: {t.public_url}")
+    return t.public_url or t.remote

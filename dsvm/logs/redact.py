@@ -1,0 +1,219 @@
+"""Secret redaction for collected logs: which bytes are secret, and replacing them, streamed.
+
+Works on bytes (a log is not always UTF-8 and nothing but the secrets may change) in bounded
+chunks cut at line ends, so a multi-GB log needs a few MB of memory. Python's ``re`` is slow
+on case-insensitive alternations (~5 MB/s), so every pattern here starts with a literal and
+runs on a lower-cased copy of the chunk (``bytes.lower`` keeps offsets), where ``sre`` jumps
+from literal to literal at memory speed. This room never prints a secret and never writes
+anything but the stream it is handed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from dsvm.secrets import MASK, is_secret_name
+
+MARKER = MASK.encode()
+CHUNK = 1 << 20  # bytes read at a time
+MAX_LINE = 8 << 20  # a "line" longer than this is cut anyway (bounded memory)
+MIN_LITERAL = 4  # shorter literal values would redact ordinary words everywhere
+
+# Values that say "no secret here"; redacting them only hurts readability.
+_EMPTY_VALUES = {b"none", b"null", b"true", b"false", b"<none>", b"''", b'""', b"-"}
+
+_SEP = rb"[\"']?[ \t]*[:=][ \t]*"
+_VALUE = rb"(?:\"([^\"\n]*)\"|'([^'\n]*)'|([^\s\"',;&}\]\)]+))"
+# name = value, name: value, "name": "value" (the name ends with one of these words).
+# One pattern per literal prefix: sre then skips from prefix to prefix at memory speed.
+_ASSIGN_WORDS = (rb"passw(?:or)?d", rb"secret(?:_key|_access_key)?", rb"token",
+                 rb"api_?key", rb"private_key", rb"credentials?")
+_ASSIGN = [re.compile(w + _SEP + _VALUE) for w in _ASSIGN_WORDS]
+_AUTH = re.compile(rb"authorization" + _SEP
+                   + rb"(?:(?:basic|bearer|token|digest|negotiate|sharedkey|aws4?-[\w-]+)[ \t]+)?"
+                   + rb"([^\s\"',]+)")
+# --os-password VALUE, --san-password VALUE (a command line echoed into a log).
+_FLAG = re.compile(rb"password[ \t]+([^\s\"'-][^\s\"']*)")
+# scheme://user:PASSWORD@host
+_URL = re.compile(rb"://[^\s:/@'\"]*:([^\s@/'\"]+)@")
+_KEY_BEGIN = re.compile(rb"-----begin [a-z0-9 ]*private key-----")
+_KEY_END = re.compile(rb"-----end [a-z0-9 ]*private key-----")
+
+
+@dataclass(frozen=True)
+class Redactor:
+    """Literal secret values plus the built-in patterns; ``redact`` returns (bytes, count)."""
+
+    literals: tuple[bytes, ...] = ()
+
+    @classmethod
+    def of(cls, values: Iterable[str]) -> Redactor:
+        """A redactor for these literal values (too-short and multi-line ones dropped)."""
+        keep = set()
+        for value in values:
+            for part in str(value).splitlines():
+                part = part.strip()
+                if len(part) >= MIN_LITERAL and part != MASK:
+                    keep.add(part.encode())
+        return cls(tuple(sorted(keep, key=len, reverse=True)))
+
+    def spans(self, chunk: bytes) -> list[tuple[int, int]]:
+        """Byte ranges of ``chunk`` that are secret, merged and sorted."""
+        found: list[tuple[int, int]] = []
+        for lit in self.literals:
+            i = chunk.find(lit)
+            while i >= 0:
+                found.append((i, i + len(lit)))
+                i = chunk.find(lit, i + len(lit))
+        low = chunk.lower()
+        for rx in _ASSIGN:
+            found.extend(_value_spans(rx, low))
+        found.extend(_value_spans(_AUTH, low))
+        found.extend(_value_spans(_URL, low))
+        for m in _FLAG.finditer(low):
+            if _is_long_flag(low, m.start()):
+                found.append(m.span(1))
+        found.extend(_key_spans(low))
+        return _merge(found)
+
+    def redact(self, chunk: bytes) -> tuple[bytes, int]:
+        """Return ``chunk`` with every secret span replaced by the marker, and the count."""
+        spans = self.spans(chunk)
+        if not spans:
+            return chunk, 0
+        out = bytearray()
+        pos = 0
+        for start, end in spans:
+            out += chunk[pos:start]
+            out += MARKER
+            pos = end
+        out += chunk[pos:]
+        return bytes(out), len(spans)
+
+
+def _value_spans(rx: re.Pattern[bytes], low: bytes) -> list[tuple[int, int]]:
+    spans = []
+    for m in rx.finditer(low):
+        for group in range(1, (rx.groups or 0) + 1):
+            start, end = m.span(group)
+            if start < 0 or start == end:
+                continue
+            value = low[start:end]
+            if value in _EMPTY_VALUES or value.startswith(b"***"):
+                break
+            spans.append((start, end))
+            break
+    return spans
+
+
+def _is_long_flag(low: bytes, at: int) -> bool:
+    """True when the word holding ``low[at:]`` is a ``--long-option`` (not prose)."""
+    start = max(low.rfind(b" ", 0, at), low.rfind(b"\t", 0, at), low.rfind(b"\n", 0, at)) + 1
+    return low.startswith(b"--", start)
+
+
+def _key_spans(low: bytes) -> list[tuple[int, int]]:
+    """The bodies of PEM private keys (an unterminated key runs to the end of the chunk)."""
+    spans = []
+    pos = 0
+    while True:
+        begin = _KEY_BEGIN.search(low, pos)
+        if begin is None:
+            return spans
+        end = _KEY_END.search(low, begin.end())
+        stop = end.start() if end else len(low)
+        if stop > begin.end():
+            spans.append((begin.end(), stop))
+        if end is None:
+            return spans
+        pos = end.end()
+
+
+def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def open_key_at(low: bytes) -> int:
+    """Offset of a private-key BEGIN line with no END after it in ``low``, or -1."""
+    last = -1
+    for m in _KEY_BEGIN.finditer(low):
+        last = m.start()
+    if last < 0 or _KEY_END.search(low, last):
+        return -1
+    return low.rfind(b"\n", 0, last) + 1
+
+
+def redact_stream(read: Callable[[int], bytes], write: Callable[[bytes], object],
+                  redactor: Redactor, limit: int | None = None) -> tuple[int, int]:
+    """Copy ``read`` to ``write`` redacted, in line-aligned chunks; return (bytes in, count).
+
+    ``limit`` stops after that many input bytes (a consistent prefix of a growing file).
+    A private key split across chunks is held back until its END line (or MAX_LINE).
+    """
+    pending = b""
+    total = 0
+    count = 0
+    eof = False
+    while not eof:
+        want = CHUNK if limit is None else min(CHUNK, limit - total)
+        block = read(want) if want > 0 else b""
+        total += len(block)
+        eof = not block
+        buf = pending + block
+        if eof:
+            cut = len(buf)
+        else:
+            cut = buf.rfind(b"\n") + 1
+            key = open_key_at(buf[:cut].lower()) if b"-----" in buf else -1
+            if key >= 0:
+                cut = key
+            if cut == 0:
+                if len(buf) < MAX_LINE:
+                    pending = buf
+                    continue
+                cut = len(buf)
+        out, n = redactor.redact(buf[:cut])
+        count += n
+        write(out)
+        pending = buf[cut:]
+    return total, count
+
+
+def redact_file(src: BinaryIO, dst: BinaryIO, redactor: Redactor,
+                limit: int | None = None) -> tuple[int, int]:
+    """Redact file object ``src`` into ``dst``; return (bytes read, replacements)."""
+    return redact_stream(src.read, dst.write, redactor, limit)
+
+
+# -- harvesting secret values from configuration files -----------------------------------
+
+_ASSIGN_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z0-9_.\-]+)\s*[=:]\s*(.*?)\s*$")
+_URL_PASSWORD = re.compile(r"://[^\s:/@'\"]*:([^\s@/'\"]+)@")
+
+
+def harvest(text: str, extra_names: Iterable[str] = ()) -> set[str]:
+    """Secret values assigned in local.conf/localrc/ini/yaml text (and URL passwords)."""
+    extra = list(extra_names)
+    found: set[str] = set()
+    for line in text.splitlines():
+        if line.lstrip().startswith(("#", ";")):
+            continue
+        m = _ASSIGN_LINE.match(line)
+        if m and is_secret_name(m.group(1), extra):
+            value = m.group(2).strip().strip("\"'")
+            if value and value.lower() not in ("none", "null", "true", "false") \
+                    and not value.startswith(("$", "***")):
+                found.add(value)
+        found.update(u for u in _URL_PASSWORD.findall(line) if not u.startswith("$"))
+    return found
