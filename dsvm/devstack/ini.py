@@ -315,7 +315,7 @@ class _Addr:
 @dataclass
 class _Cmd:
     addr: _Addr | None
-    op: str                  # '{', 'p', 'd', 'a', 's'
+    op: str                  # '{', 'p', 'd', 'a', 'i', 'c', 'b', 's'
     block: list[_Cmd] = field(default_factory=list)
     text: str = ""           # 'a' text (with its final newline)
     rx: str = ""             # 's' regex
@@ -390,8 +390,13 @@ class _Parser:
                 stack.append(cmd.block)
             elif op in "pd":
                 self._end_of_cmd()
-            elif op == "a":
+            elif op in "aic":
                 cmd.text = self._text()
+            elif op == "b":
+                self._skip_ws()
+                if self._peek() not in ("", "\n", ";", "}"):
+                    raise SedError("can't find label for jump")
+                self._end_of_cmd()
             elif op == "s":
                 self._subst(cmd)
             else:
@@ -562,6 +567,13 @@ class _Out:
         self.chunks.append(text + ("\n" if chomped else ""))
         self.missing_nl = not chomped
 
+    def raw(self, text: str) -> None:
+        """Text that carries its own newline (a/i/c text)."""
+        if self.missing_nl:
+            self.chunks.append("\n")
+            self.missing_nl = False
+        self.chunks.append(text)
+
     def text(self) -> str:
         return "".join(self.chunks)
 
@@ -641,7 +653,7 @@ def _walk(cmds: Iterable[_Cmd]) -> Iterable[_Cmd]:
 
 def _fast_selection(prog: Sequence[_Cmd], text: str, lines: list[str]) -> list[int] | None:
     """The lines any top-level command selects, when that can be known up front."""
-    if len(prog) != 1 or prog[0].addr is None:
+    if len(prog) != 1 or prog[0].addr is None or any(c.op == "c" for c in _walk(prog)):
         return None
     starts: list[int] = []
     pos = 0
@@ -672,14 +684,14 @@ def _selects(addr: _Addr | None, ps: str) -> bool:
 def _cycle(prog: Sequence[_Cmd], line: str, chomped: bool, out: _Out, quiet: bool,
            fast: bool) -> None:
     appends: list[str] = []
-    ps, deleted = _execute(prog, line, chomped, out, appends, top_fast=fast)
+    try:
+        ps, deleted = _execute(prog, line, chomped, out, appends, top_fast=fast)
+    except _Branch as jump:
+        ps, deleted = jump.ps, False
     if not deleted and not quiet:
         out.write(ps, chomped)
     for text in appends:
-        if out.missing_nl:
-            out.chunks.append("\n")
-            out.missing_nl = False
-        out.chunks.append(text)
+        out.raw(text)
 
 
 def _execute(cmds: Sequence[_Cmd], ps: str, chomped: bool, out: _Out, appends: list[str],
@@ -697,11 +709,27 @@ def _execute(cmds: Sequence[_Cmd], ps: str, chomped: bool, out: _Out, appends: l
             return ps, True
         elif cmd.op == "a":
             appends.append(cmd.text)
+        elif cmd.op == "i":
+            out.raw(cmd.text)
+        elif cmd.op == "c":
+            if cmd.addr is None or cmd.addr.rx2 is None or not cmd.addr.active:
+                out.raw(cmd.text)
+            return ps, True
+        elif cmd.op == "b":
+            raise _Branch(ps)
         elif cmd.op == "s":
             ps, done = _substitute(cmd, ps)
             if done and cmd.print_:
                 out.write(ps, chomped)
     return ps, False
+
+
+class _Branch(Exception):
+    """``b`` without a label: jump to the end of the script (autoprint still happens)."""
+
+    def __init__(self, ps: str) -> None:
+        super().__init__()
+        self.ps = ps
 
 
 def _substitute(cmd: _Cmd, ps: str) -> tuple[str, bool]:
