@@ -185,11 +185,13 @@ class StackPlan:
     why_timeout: str
     log: Path
     secrets: tuple[str, ...]
+    chown: Path | None = None  # given to the stack user first (devstack-gate's chown -R $BASE)
 
     def as_json(self) -> dict[str, Any]:
         return {"devstack_dir": str(self.devstack_dir), "user": self.user,
                 "argv": list(self.argv), "env": dict(self.env), "timeout": self.timeout,
-                "why_timeout": self.why_timeout, "log": str(self.log)}
+                "why_timeout": self.why_timeout, "log": str(self.log),
+                "chown": str(self.chown) if self.chown else None}
 
 
 def devstack_dir(settings: Any, base: Path) -> Path:
@@ -232,7 +234,7 @@ def localrc_secrets(conf: Path, secret_names: Iterable[str] = ()) -> set[str]:
 
 
 def plan(settings: Any, facts: StackFacts, devstack: Path, *, log: Path,
-         time_left: float | None, env: Mapping[str, str]) -> StackPlan:
+         time_left: float | None, env: Mapping[str, str], base: Path | None = None) -> StackPlan:
     """Return the StackPlan; raise UsageError/InfraError/BudgetExpiredError with the fix."""
     user = str(settings.get("devstack.user") or "")
     _check(user, facts, devstack, settings.origin("devstack.user"))
@@ -248,16 +250,24 @@ def plan(settings: Any, facts: StackFacts, devstack: Path, *, log: Path,
                 hint="raise BUILD_TIMEOUT / timeout.job_minutes or timeout.tests_minutes lower")
     run_env = {"PATH": SAFE_PATH, "HOME": facts.user_home, "USER": user, "LOGNAME": user,
                "SHELL": "/bin/bash"}
+    if base is not None:
+        run_env["BASE"] = str(base)  # profiles write LOGFILE=$BASE/new/… into localrc
     run_env.update({k: env[k] for k in PASSED_ENV if env.get(k)})
     inner = [*([facts.stdbuf, "-oL", "-eL"] if facts.stdbuf else []), str(devstack / "stack.sh")]
     argv = tuple(os.fspath(a) for a in proc.as_user(user, inner))
     found = set(settings.secret_values()) | set(facts.local_conf_secrets)
     return StackPlan(devstack_dir=devstack, user=user, argv=argv, env=tuple(run_env.items()),
                      timeout=timeout, why_timeout=why, log=log,
-                     secrets=tuple(sorted(found)))
+                     secrets=tuple(sorted(found)),
+                     chown=(base or devstack) if facts.euid == 0 else None)
 
 
 def _check(user: str, facts: StackFacts, devstack: Path, user_origin: str) -> None:
+    _check_user(user, facts, user_origin)
+    _check_checkout(facts, devstack)
+
+
+def _check_user(user: str, facts: StackFacts, user_origin: str) -> None:
     if not user or user == "root":
         raise UsageError(f"devstack.user is {user or 'empty'!r} ({user_origin}): stack.sh "
                          "refuses to run as root",
@@ -271,6 +281,9 @@ def _check(user: str, facts: StackFacts, devstack: Path, user_origin: str) -> No
     if facts.euid != 0 and facts.current_user != user and not proc.which("sudo"):
         raise InfraError(f"running as {facts.current_user}, cannot switch to {user}: no sudo",
                          hint=f"run dsvm as root or as {user}, or install sudo")
+
+
+def _check_checkout(facts: StackFacts, devstack: Path) -> None:
     if not facts.has_stack_sh:
         raise InfraError(f"no stack.sh in {devstack}",
                          hint="is openstack/devstack among the profile's projects? run "
@@ -290,7 +303,7 @@ def run_phase(ctx: JobContext) -> PhaseResult:
     user = str(ctx.settings.get("devstack.user") or "")
     facts = inspect(devstack, user, ctx.settings.get("devstack.secrets") or [])
     the_plan = plan(ctx.settings, facts, devstack, log=ctx.dsvm_log_dir / "stack.sh.log",
-                    time_left=ctx.time_left(), env=ctx.env)
+                    time_left=ctx.time_left(), env=ctx.env, base=ctx.base)
     if ctx.plan_only:
         return PhaseResult("stack", 0, the_plan.as_json(), f"would run stack.sh as {user}")
     return execute(the_plan, ctx)
@@ -298,6 +311,8 @@ def run_phase(ctx: JobContext) -> PhaseResult:
 
 def execute(the_plan: StackPlan, ctx: JobContext) -> PhaseResult:
     """Run a StackPlan, streaming and parsing its output."""
+    if the_plan.chown is not None:
+        give_to(the_plan.chown, the_plan.user)
     runner = ctx.runner("stack")
     for value in the_plan.secrets:
         runner.add_secret(value)
@@ -340,6 +355,19 @@ def execute(the_plan: StackPlan, ctx: JobContext) -> PhaseResult:
     return PhaseResult("stack", 0, outputs,
                        f"stack.sh succeeded in {result.seconds:.0f}s "
                        f"({len(outputs['phases'])} devstack phases)")
+
+
+def give_to(path: Path, user: str) -> None:
+    """chown -R ``path`` to ``user`` (devstack-gate's setup_access_for_stack_user)."""
+    entry = pwd.getpwnam(user)
+    ids = (entry.pw_uid, entry.pw_gid)
+    for root, dirs, files in os.walk(path):
+        if os.stat(root).st_uid != ids[0]:
+            os.chown(root, *ids)
+        for name in dirs + files:
+            target = os.path.join(root, name)
+            if os.lstat(target).st_uid != ids[0]:
+                os.chown(target, *ids, follow_symlinks=False)
 
 
 def _stamp(epoch: float) -> str:
@@ -404,3 +432,9 @@ def read_stackenv(path: Path, secret_values: Iterable[str] = ()) -> dict[str, st
         value = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1****@", value)
         out[name.strip()] = value
     return out
+
+
+def preflight(settings: Any) -> None:
+    """Refuse, before a job starts, a stack user that is root or missing (exit 2 / 3)."""
+    user = str(settings.get("devstack.user") or "")
+    _check_user(user, inspect(Path("/nonexistent"), user), settings.origin("devstack.user"))
