@@ -373,6 +373,10 @@ class Runner:
         try:
             try:
                 proc.wait(timeout=timeout)
+                if timeout is not None:
+                    # sh's wait(timeout) only polls the exit status; without this join the
+                    # output threads may not have delivered the last lines yet (lost stdout).
+                    proc.process.wait()
             except sh.TimeoutException:
                 timed_out = True
                 self._log(f"# timeout after {timeout}s: killing process group {pgid}")
