@@ -43,8 +43,8 @@ def is_infra_failure(result: proc.Result) -> bool:
     if result.timed_out:
         return True
     text = "\n".join(result.tail).lower()
-    if "returned error: 404" in text:
-        return False
+    if any(marker in text for marker in _MISSING_MARKERS):
+        return False  # git adds "could not read from remote repository" to these too
     return any(marker in text for marker in _INFRA_MARKERS)
 
 

@@ -114,12 +114,13 @@ def inspect_cache(cache_root: str | os.PathLike, projects: Iterable[str]) -> dic
     from dsvm.git import looks_like_repo
 
     root = Path(cache_root)
+    absent = "missing" if root.is_dir() else "no cache"
     facts = {}
     for name in projects:
         if zuul.project_problem(name):
             continue
         path = root / name
-        facts[name] = CacheFact(str(path), looks_like_repo(path) if path.exists() else "missing")
+        facts[name] = CacheFact(str(path), looks_like_repo(path) if path.exists() else absent)
     return facts
 
 
@@ -275,7 +276,7 @@ def _plan_project(name: str, params: zuul.Params, config: WorkspaceConfig,
     base = base_override[1].rstrip("/") if base_override else config.git_base
     usable = fact is not None and fact.problem is None
     note = None
-    if fact is not None and fact.problem not in (None, "missing"):
+    if fact is not None and fact.problem not in (None, "missing", "no cache"):
         note = f"cache {fact.path} is unusable ({fact.problem}): cloning from the upstream"
     elif fact is not None and fact.problem == "missing":
         note = f"not in the cache {Path(fact.path).parent}: cloning from the upstream"
@@ -454,20 +455,36 @@ def _obtain(item: ProjectCheckout, git: Git, dest: Path) -> tuple[bool, str, str
     return False, source, note
 
 
-def _choose(item: ProjectCheckout, git: Git, dest: Path) -> tuple[Step, str, list[str]]:
-    """Walk the ladder; return (the step used, its commit, why earlier steps were skipped)."""
-    refs = git.refs(dest, "refs/remotes/origin", "refs/tags")
+def walk(steps: Iterable[Step], has_branch: Callable[[str], bool],
+         resolve: Callable[[Step], str | None]) -> tuple[Step, str, list[str]] | None:
+    """Return the first step that resolves (with its sha and the skipped steps), or None.
+
+    A step with ``unless_branch`` only applies when origin lacks that branch; a "revision"
+    step that does not resolve ends the walk (no fallback for post/tag jobs, spec 2.4 rule 1).
+    """
     skipped: list[str] = []
-    for step in item.steps:
-        if step.unless_branch and f"refs/remotes/origin/{step.unless_branch}" in refs:
+    for step in steps:
+        if step.unless_branch and has_branch(step.unless_branch):
             continue
-        sha = _resolve(step, item, git, dest, refs)
+        sha = resolve(step)
         if sha:
             return step, sha, skipped
         if step.kind == "revision":
-            raise InfraError(f"failed to check out {item.name} at revision {step.ref}",
-                             hint="the ref update is not on the upstream nor on ZUUL_URL yet")
+            return None
         skipped.append(f"no {step.kind} {step.ref}")
+    return None
+
+
+def _choose(item: ProjectCheckout, git: Git, dest: Path) -> tuple[Step, str, list[str]]:
+    """Walk the ladder in the repo; return (the step used, its commit, skipped steps)."""
+    refs = git.refs(dest, "refs/remotes/origin", "refs/tags")
+    found = walk(item.steps, lambda b: f"refs/remotes/origin/{b}" in refs,
+                 lambda step: _resolve(step, item, git, dest, refs))
+    if found:
+        return found
+    if item.steps and item.steps[0].kind == "revision":
+        raise InfraError(f"failed to check out {item.name} at revision {item.steps[0].ref}",
+                         hint="the ref update is not on the upstream nor on ZUUL_URL yet")
     raise UsageError(f"{item.name} has no branch {item.branch} and no master",
                      hint=f"{item.branch} came from {item.branch_why}; check the branch name")
 
