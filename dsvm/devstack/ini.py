@@ -65,11 +65,10 @@ class Call:
 
 def split_words(text: str) -> list[str]:
     """Bash field splitting with the default IFS (globs are kept literal, on purpose)."""
-    return text.split() if text else []
-
-
-def _split_ifs(text: str) -> list[str]:
     return [w for w in re.split(r"[ \t\n]+", text) if w]
+
+
+_split_ifs = split_words
 
 
 _ECHO_OPT = re.compile(r"-[neE]+\Z")
