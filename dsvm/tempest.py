@@ -677,8 +677,10 @@ def run_phase(ctx: JobContext) -> PhaseResult:
     exit_code = EXIT_TESTS_FAILED if result.counts.failures else EXIT_OK
     if exit_code and settings.get("tempest.rerun_failures"):
         rerun = rerun_failed(ctx, failures=failures, co=co, selection=selection)
-        outputs.update({k: v for k, v in rerun.outputs.items() if k != "subunit"})
-        outputs["rerun_subunit"] = rerun.outputs["subunit"]
+        outputs.update({"flaky": rerun.outputs["flaky"],
+                        "still_failing": rerun.outputs["still_failing"],
+                        "rerun_subunit": rerun.outputs["subunit"],
+                        "rerun_counts": rerun.outputs["counts"]})
         exit_code = rerun.exit_code
     c = result.counts
     return PhaseResult(PHASE, exit_code, outputs,
