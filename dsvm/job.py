@@ -545,7 +545,9 @@ def _failure(rec: Record) -> dict[str, Any]:
     return {"phase": rec.name, "status": rec.status, "message": rec.summary,
             "kind": "infrastructure" if rec.exit_code == EXIT_INFRA else
             EXIT_MEANINGS.get(rec.exit_code or 0, ""),
-            "hint": err.get("hint"), "first_error": rec.outputs.get("first_error"),
+            "hint": err.get("hint"), "problems": list(err.get("problems") or []),
+            "details": dict(err.get("details") or {}),
+            "first_error": rec.outputs.get("first_error"),
             "devstack_phase": rec.outputs.get("failed_phase"),
             "last_lines": list(rec.outputs.get("last_lines") or [])[-10:], "log": rec.log}
 
@@ -605,6 +607,11 @@ def print_summary(data: Mapping[str, Any], ctx: JobContext, summary_md: Path) ->
     fail = data.get("failure")
     if fail:
         ui.info(f"{'FAILED' if ui.plain else '✗'} {fail['phase']}: {fail['message']}")
+        for problem in fail.get("problems") or []:
+            ui.info("  " + problem.replace("\n", "\n  "))
+        if not fail.get("first_error"):
+            for key, value in (fail.get("details") or {}).items():
+                ui.info(f"  {key:<15}: {value}")
         for label in ("devstack_phase", "first_error", "hint", "log"):
             if fail.get(label):
                 ui.info(f"  {label.replace('_', ' '):<15}: {fail[label]}")
