@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``dsvm`` console script; returns the process exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
+    fast = _fast_ini(args_list)
+    if fast is not None:
+        return fast
     parser = build_parser()
     args = parser.parse_args(args_list)
     lean = args.command in LEAN_COMMANDS
@@ -102,6 +105,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit:
         raise
     except Exception as exc:  # a bug: say where the report is, never just a traceback
+        return _report_bug(exc, args)
+
+
+_GLOBAL_FLAGS = {"-v", "--verbose", "--no-color"}
+
+
+def _fast_ini(args_list: list[str]) -> int | None:
+    """``dsvm [globals] ini ACTION ...`` without building any parser (hook scripts call it
+    hundreds of times); None when argparse should handle the line (--help, no action…)."""
+    i = 0
+    while i < len(args_list):
+        arg = args_list[i]
+        if arg in _GLOBAL_FLAGS or arg.startswith("--profile="):
+            i += 1
+        elif arg == "--profile":
+            i += 2
+        else:
+            break
+    rest = args_list[i + 1:]
+    if args_list[i:i + 1] != ["ini"] or not rest or rest[0].startswith("-"):
+        return None
+    from dsvm.commands import ini
+
+    args = argparse.Namespace(command="ini", verbose="-v" in args_list[:i]
+                              or "--verbose" in args_list[:i])
+    try:
+        return ini.main(rest)
+    except DsvmError as exc:
+        return _report(exc, args, True)
+    except KeyboardInterrupt:
+        print("dsvm: interrupted (exit 130)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:  # a bug: same report as every other command
         return _report_bug(exc, args)
 
 
