@@ -32,11 +32,11 @@ _VALUE = rb"(?:\"([^\"\n]*)\"|'([^'\n]*)'|([^\s\"',;&}\]\)]+))"
 _ASSIGN_WORDS = (rb"passw(?:or)?d", rb"secret(?:_key|_access_key)?", rb"token",
                  rb"api_?key", rb"private_key", rb"credentials?")
 _ASSIGN = [re.compile(w + _SEP + _VALUE) for w in _ASSIGN_WORDS]
-_AUTH = re.compile(rb"authorization" + _SEP
+_AUTH = re.compile(rb"authorization" + _SEP + rb"[\"']?"
                    + rb"(?:(?:basic|bearer|token|digest|negotiate|sharedkey|aws4?-[\w-]+)[ \t]+)?"
                    + rb"([^\s\"',]+)")
 # --os-password VALUE, --san-password VALUE (a command line echoed into a log).
-_FLAG = re.compile(rb"password[ \t]+([^\s\"'-][^\s\"']*)")
+_FLAG = re.compile(rb"--[a-z0-9_-]*password[ \t]+([^\s\"'-][^\s\"']*)")
 # scheme://user:PASSWORD@host
 _URL = re.compile(rb"://[^\s:/@'\"]*:([^\s@/'\"]+)@")
 _KEY_BEGIN = re.compile(rb"-----begin [a-z0-9 ]*private key-----")
@@ -58,7 +58,7 @@ class Redactor:
                 part = part.strip()
                 if len(part) >= MIN_LITERAL and part != MASK:
                     keep.add(part.encode())
-        return cls(tuple(sorted(keep, key=len, reverse=True)))
+        return cls(tuple(sorted(keep, key=lambda v: (-len(v), v))))
 
     def spans(self, chunk: bytes) -> list[tuple[int, int]]:
         """Byte ranges of ``chunk`` that are secret, merged and sorted."""
@@ -73,9 +73,7 @@ class Redactor:
             found.extend(_value_spans(rx, low))
         found.extend(_value_spans(_AUTH, low))
         found.extend(_value_spans(_URL, low))
-        for m in _FLAG.finditer(low):
-            if _is_long_flag(low, m.start()):
-                found.append(m.span(1))
+        found.extend(m.span(1) for m in _FLAG.finditer(low))
         found.extend(_key_spans(low))
         return _merge(found)
 
@@ -107,12 +105,6 @@ def _value_spans(rx: re.Pattern[bytes], low: bytes) -> list[tuple[int, int]]:
             spans.append((start, end))
             break
     return spans
-
-
-def _is_long_flag(low: bytes, at: int) -> bool:
-    """True when the word holding ``low[at:]`` is a ``--long-option`` (not prose)."""
-    start = max(low.rfind(b" ", 0, at), low.rfind(b"\t", 0, at), low.rfind(b"\n", 0, at)) + 1
-    return low.startswith(b"--", start)
 
 
 def _key_spans(low: bytes) -> list[tuple[int, int]]:

@@ -7,8 +7,8 @@ import io
 import pytest
 
 from dsvm.logs import redact
-from dsvm.logs.redact import Redactor, harvest, redact_stream
 from dsvm.logs.collect import budget_cap
+from dsvm.logs.redact import Redactor, harvest, redact_stream
 from dsvm.logs.sources import stored_name
 
 
@@ -146,3 +146,8 @@ def test_budget_cap(sizes: list[int], budget: int, expected: int | None) -> None
     assert cap == expected
     if cap is not None:
         assert sum(min(s, cap) for s in sizes) <= budget
+
+
+def test_header_in_a_python_dict_repr() -> None:
+    line = "Request headers: {'Authorization': 'Bearer eyJ.seeded', 'X-Auth-Token': 'gAAA-tok'}"
+    assert red(line)[0] == "Request headers: {'Authorization': 'Bearer ****', 'X-Auth-Token': '****'}"
