@@ -197,7 +197,7 @@ def _image_list_tool(runner: proc.Runner, repo: Path, ref: str) -> list[str] | N
                    desc=f"check out devstack {ref}", cwd=repo, env=env)
         env["HOST_IP"] = "SKIP"
         res = runner.run(["bash", "tools/image_list.sh"], desc=f"image_list.sh ({ref})",
-                         cwd=tree, env=env, timeout=300, check=False, merge_stderr=False)
+                         cwd=tree, env=env, timeout=300, check=False)
     finally:
         runner.run(["git", "worktree", "remove", "--force", str(tree)], desc="drop worktree",
                    cwd=repo, env=proc.clean_env(), check=False)
@@ -206,7 +206,9 @@ def _image_list_tool(runner: proc.Runner, repo: Path, ref: str) -> list[str] | N
                    env=proc.clean_env(), check=False)
     if not res.ok:
         return None
-    return [line.strip() for line in res.stdout.split("\n") if "://" in line]
+    # stderr is merged in: keep only lines that are URLs themselves.
+    return [line.strip() for line in res.stdout.split("\n")
+            if re.match(r"^\s*(https?|file)://\S+\s*$", line)]
 
 
 def discover(devstack_repo: Path | None, runner: proc.Runner,
@@ -219,8 +221,8 @@ def discover(devstack_repo: Path | None, runner: proc.Runner,
             short = ref[len("refs/remotes/origin/"):]
             found = _image_list_tool(runner, devstack_repo, ref)
             if found is None:
-                show = runner.run(["git", "show", f"{ref}:stackrc"], desc="read stackrc",
-                                  cwd=devstack_repo, env=proc.clean_env(), check=False)
+                show = runner.run(["git", "--no-pager", "show", f"{ref}:stackrc"],
+                                  desc="read stackrc", cwd=devstack_repo, env=proc.clean_env(), check=False)
                 found = stackrc_image_urls(show.stdout) if show.ok else []
                 notes.append(f"{short}: image_list.sh unavailable or failed; parsed stackrc "
                              f"({len(found)} URL(s))")

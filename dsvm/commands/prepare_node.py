@@ -77,13 +77,19 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from dsvm import cli, node, phase
+    import sys
+
+    from dsvm import cli, console, node, phase
     from dsvm.console import get_ui
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, cli.terminate_handler)
+    if args.json:  # stdout carries only the JSON; progress goes to stderr
+        ui = get_ui()
+        console.set_ui(console.Ui(plain=ui.plain, verbose=ui.verbose, stream=sys.stderr))
     settings = merged_settings(profile_names(args), options_from(args))
     ctx = phase.context(settings)
+    ctx.ui = get_ui()
     result = node.prepare_phase(ctx)
     if args.json:
         print(json.dumps(result.outputs, indent=2, sort_keys=True))
