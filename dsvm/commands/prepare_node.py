@@ -75,9 +75,8 @@ def merged_settings(names: list[str], options: dict[str, Any]) -> Any:
 def run(args: argparse.Namespace) -> int:
     import json
     import signal
-    import threading
-
     import sys
+    import threading
 
     from dsvm import cli, console, node, phase
     from dsvm.console import get_ui

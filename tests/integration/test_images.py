@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Iterator
 
 import pytest
 
 from dsvm import images, proc
-from tests.fixtures.httpserver import closed_port, http_server  # noqa: F401 (fixture)
+from tests.fixtures.httpserver import FileServer, closed_port, serve
 from tests.fixtures.upstream_repos import make_repo
 
 DATA = os.urandom(300_000)
+
+
+@pytest.fixture
+def http_server() -> Iterator[FileServer]:
+    server = serve()
+    yield server
+    server.stop()
 
 
 def loader() -> images.Downloader:
