@@ -166,9 +166,7 @@ def kill_group(pgid: int, grace: float = 5.0) -> None:
         return
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
+        if not group_alive(pgid):
             return
         time.sleep(0.05)
     try:
@@ -562,10 +560,36 @@ def _mask_match(m: re.Match[str]) -> str:
     return m.group(0)[:start - m.start()] + "****" + m.group(0)[end - m.start():]
 
 
-def _reap_group(pgid: int) -> None:
+def group_alive(pgid: int) -> bool:
+    """True while a process of group ``pgid`` is still running (zombies do not count).
+
+    ``killpg(pgid, 0)`` also succeeds for zombies, and an orphaned grandchild's zombie stays
+    forever where PID 1 does not reap (some containers): git's local transport leaves such an
+    ``sh`` behind on every failed fetch, and waiting for it cost 2 s per command.
+    """
     try:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
+        return False
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return True
+    for name in entries:
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as fh:
+                fields = fh.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 2 and int(fields[2]) == pgid and fields[0] != b"Z":
+            return True
+    return False
+
+
+def _reap_group(pgid: int) -> None:
+    if not group_alive(pgid):
         return
     kill_group(pgid, grace=2.0)
 
