@@ -187,8 +187,10 @@ def transaction(engine: Engine) -> Iterator[Connection]:
         raise InfraError(f"results database {shown(engine)} failed: "
                          f"{str(exc.orig or exc).strip().splitlines()[0]}",
                          hint="is the server up and the URL right? nothing was written") from exc
-    except sa.exc.InterfaceError as exc:
-        raise InfraError(f"results database {shown(engine)} failed: {exc.orig}") from exc
+    except sa.exc.DBAPIError as exc:  # the server refused a write (disk full, locks, ...)
+        raise InfraError(f"results database {shown(engine)} failed: "
+                         f"{str(exc.orig or exc).strip().splitlines()[0]}",
+                         hint="nothing of this run was written (one transaction)") from exc
 
 
 # -- schema ----------------------------------------------------------------------------------
