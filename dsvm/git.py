@@ -178,7 +178,22 @@ class Git:
 
     def head(self, repo: Path) -> str | None:
         """Return the commit HEAD points at, or None."""
-        return self.rev_parse(repo, "HEAD")
+        # A detached HEAD holds the sha itself: read it instead of paying for a process.
+        try:
+            text = (repo / ".git" / "HEAD").read_text().strip()
+        except OSError:
+            text = ""
+        return text if _is_sha(text) else self.rev_parse(repo, "HEAD")
+
+    def fetched_sha(self, repo: Path) -> str | None:
+        """Return the commit the last fetch of a single ref wrote to FETCH_HEAD, or None."""
+        # FETCH_HEAD lines are "<sha>\t<flags>\t<description>"; one ref fetched, one line.
+        try:
+            first = (repo / ".git" / "FETCH_HEAD").read_text().split("\n", 1)[0]
+        except OSError:
+            return self.rev_parse(repo, "FETCH_HEAD")
+        sha = first.split("\t", 1)[0]
+        return sha if _is_sha(sha) else self.rev_parse(repo, "FETCH_HEAD")
 
     # -- working tree --------------------------------------------------------------------------
     def checkout(self, repo: Path, sha: str) -> None:
@@ -202,6 +217,10 @@ class Git:
         if not res.ok:
             raise _failure(f"could not update the submodules of {project}", res, self.runner,
                            "check the URLs in .gitmodules")
+
+
+def _is_sha(text: str) -> bool:
+    return len(text) == 40 and all(c in "0123456789abcdef" for c in text)
 
 
 def remove_stale_locks(repo: Path) -> list[str]:

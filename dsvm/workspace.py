@@ -243,18 +243,26 @@ def ladder(name: str, branch: str, params: zuul.Params) -> tuple[Step, ...]:
         return (Step("revision", params.newrev, zurl, "ZUUL_NEWREV of the ref update",
                      prefetch=prefetch),)
     steps: list[Step] = []
+    # The merger makes refs/zuul/<b>/Z<n> in project p iff an item up to n is for (p, b)
+    # (spec 1.3), and ZUUL_CHANGES lists those items: no need to ask ZUUL_URL for the others.
+    queued = {(c.project, c.branch) for c in params.changes}
+    has_ref = (lambda b: (name, b) in queued) if queued else (lambda b: True)
+    tip_why = f"tip of {branch}"
     if params.ref and zurl:
         own = zuul.ref_for_branch(params.ref, params.branch, branch)
         if own:
-            steps.append(Step("zuul-ref", own, zurl, f"Zuul ref for {branch}"))
+            if has_ref(branch):
+                steps.append(Step("zuul-ref", own, zurl, f"Zuul ref for {branch}"))
             master = zuul.ref_for_branch(params.ref, params.branch, "master")
-            if master and master != own:
+            if master and master != own and has_ref("master"):
                 steps.append(Step("zuul-ref", master, zurl,
                                   f"{name} has no branch {branch}: Zuul ref for master",
                                   unless_branch=branch))
+            if not steps:
+                tip_why += f" ({name} has no change in ZUUL_CHANGES)"
         elif name == params.project:
             steps.append(Step("zuul-ref", params.ref, zurl, "ZUUL_REF as given"))
-    steps.append(Step("branch", branch, None, f"tip of {branch}"))
+    steps.append(Step("branch", branch, None, tip_why))
     if branch != "master":
         if branch.startswith("stable/"):
             series = branch.split("/", 1)[1]
@@ -411,7 +419,8 @@ def _finish(item: ProjectCheckout, git: Git, dest: Path, step: Step, sha: str,
             start: float) -> Outcome:
     from dsvm import git as gitmod
 
-    git.clean(dest)
+    if reused:  # a fresh clone has nothing to clean
+        git.clean(dest)
     if gitmod.has_submodules(dest):
         git.update_submodules(dest, item.name)
     head = git.head(dest)
@@ -493,8 +502,8 @@ def _resolve(step: Step, item: ProjectCheckout, git: Git, dest: Path,
              refs: Mapping[str, str]) -> str | None:
     if step.kind == "zuul-ref":
         assert step.url
-        return git.rev_parse(dest, "FETCH_HEAD") if git.fetch_ref(
-            dest, step.url, step.ref, item.name) else None
+        return git.fetched_sha(dest) if git.fetch_ref(dest, step.url, step.ref, item.name) \
+            else None
     if step.kind == "branch":
         return refs.get(f"refs/remotes/origin/{step.ref}")
     if step.kind == "tag":

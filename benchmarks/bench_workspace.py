@@ -1,0 +1,185 @@
+"""Benchmark: dsvm's workspace phase vs the per-project shell flow it replaces.
+
+World (generated once under benchmarks/.cache/workspace-<size>/, reused afterwards): N projects
+of realistic shape (thousands of commits and files each) in an upstream ("GIT_BASE"), an
+/opt/git-style node cache holding a non-bare clone of each, and a Zuul merger with a change
+merged on 3 of them (``refs/zuul/master/Z…``).
+
+Measured in the same run, median of R repetitions each:
+  (a) cold: empty $BASE/new           dsvm workspace  vs  baseline
+  (b) warm: re-run on the previous job's workspace (with leftovers: untracked files, a change
+      to a tracked file, a stale index.lock)
+Baseline: what devstack-gate's setup_project / gerrit-git-prep did per project, sequentially:
+``git clone file://<cache>`` when there is no repo, ``remote set-url``, ``remote update``,
+``remote prune``, ``fetch`` of the Zuul ref from ZUUL_URL, checkout (FETCH_HEAD or branch),
+``reset --hard``, ``clean -xfdq``.
+
+  .venv/bin/python benchmarks/bench_workspace.py            # 40 projects, 2000 commits/files
+  .venv/bin/python benchmarks/bench_workspace.py --quick    # smoke test: 6 small projects
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.fixtures.gitrepos import fast_history, git, isolated_git_env  # noqa: E402
+
+CHANGED = 3
+ZUUL_ID = "Z" + "b" * 32
+
+BASELINE = r"""
+set -e
+cache=$1; base=$2; dest=$3; zuul_url=$4; zuul_ref=$5; zuul_branch=$6; branch=$7; shift 7
+mkdir -p "$dest"
+for project in "$@"; do
+  short=${project##*/}
+  if [ ! -d "$dest/$short/.git" ]; then
+    rm -rf "$dest/$short"
+    git clone -q "file://$cache/$project" "$dest/$short"
+  fi
+  cd "$dest/$short"
+  rm -f .git/index.lock
+  git remote set-url origin "$base/$project"
+  git remote update >/dev/null
+  git remote prune origin >/dev/null
+  ref=${zuul_ref/$zuul_branch/$branch}
+  if git fetch -q "$zuul_url/$project" "$ref" 2>/dev/null; then
+    git checkout -q FETCH_HEAD
+    git reset -q --hard FETCH_HEAD
+  else
+    git checkout -q "$branch"
+    git reset -q --hard "remotes/origin/$branch"
+  fi
+  git clean -x -f -d -q
+  cd - >/dev/null
+done
+"""
+
+
+def build_world(root: Path, projects: int, commits: int, files: int) -> list[str]:
+    """Generate upstream, cache and merger once (a marker file says it is complete)."""
+    names = [f"openstack/project{n:02d}" for n in range(projects)]
+    if (root / "complete").exists():
+        return names
+    if root.exists():
+        shutil.rmtree(root)
+    t0 = time.monotonic()
+    for n, name in enumerate(names):
+        fast_history(root / "upstream" / name, commits=commits, files=files,
+                     branches={"stable/2024.1": 5}, seed=name)
+        git(root, "clone", "--quiet", str(root / "upstream" / name), str(root / "cache" / name))
+        print(f"\r  generated {n + 1}/{projects} projects", end="", flush=True)
+    for name in names[:CHANGED]:
+        merger = root / "merger" / name
+        git(root, "clone", "--quiet", "--bare", str(root / "upstream" / name), str(merger))
+        tip = git(merger, "rev-parse", "refs/heads/master")
+        tree = git(merger, "rev-parse", f"{tip}^{{tree}}")
+        change = git(merger, "commit-tree", tree, "-p", tip, "-m", "the change under test")
+        git(merger, "update-ref", f"refs/zuul/master/{ZUUL_ID}", change)
+    (root / "complete").write_text("ok\n")
+    print(f"\r  generated {projects} projects in {time.monotonic() - t0:.0f}s")
+    return names
+
+
+def dirty(dest: Path) -> None:
+    """Leave what a previous job leaves: untracked and changed files, a stale index.lock."""
+    for repo in dest.iterdir():
+        if (repo / ".git").is_dir():
+            (repo / "leftover.pyc").write_text("x")
+            (repo / "README.generated").write_text("x")
+            (repo / ".git" / "index.lock").write_text("")
+            tracked = next((repo / "pkg0").glob("*.py"), None)
+            if tracked:
+                tracked.write_text("# edited by the previous job\n")
+
+
+def run_dsvm(root: Path, names: list[str], dest: Path, env: dict[str, str]) -> float:
+    profile = root / "bench-profile.yaml"
+    profile.write_text("projects:\n" + "".join(f"  - {n}\n" for n in names) +
+                       f"git:\n  base: {root / 'upstream'}\n  cache: {root / 'cache'}\n"
+                       f"paths:\n  base: {dest.parent}\n")
+    t0 = time.monotonic()
+    subprocess.run([str(ROOT / ".venv/bin/dsvm"), "--profile", str(profile), "--no-color",
+                    "workspace", "--json"], env=env, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.monotonic() - t0
+
+
+def run_baseline(root: Path, names: list[str], dest: Path, env: dict[str, str]) -> float:
+    t0 = time.monotonic()
+    subprocess.run(["bash", "-c", BASELINE, "baseline", str(root / "cache"),
+                    str(root / "upstream"), str(dest), str(root / "merger"),
+                    f"refs/zuul/master/{ZUUL_ID}", "master", "master", *names],
+                   env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.monotonic() - t0
+
+
+def heads(dest: Path) -> dict[str, str]:
+    return {p.name: git(p, "rev-parse", "HEAD") for p in sorted(dest.iterdir())
+            if (p / ".git").is_dir()}
+
+
+def measure(name: str, fn, root: Path, names: list[str], dest: Path, env: dict[str, str],
+            reps: int) -> tuple[list[float], list[float], dict[str, str]]:
+    cold, warm = [], []
+    for _ in range(reps):
+        shutil.rmtree(dest.parent, ignore_errors=True)
+        dest.mkdir(parents=True)
+        cold.append(fn(root, names, dest, env))
+        dirty(dest)
+        warm.append(fn(root, names, dest, env))
+        print(f"  {name:8s} cold {cold[-1]:6.2f}s  warm {warm[-1]:6.2f}s", flush=True)
+    return cold, warm, heads(dest)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="6 small projects, 3 repetitions")
+    parser.add_argument("--reps", type=int, default=None)
+    args = parser.parse_args()
+    projects, commits, files, reps = (6, 200, 200, 3) if args.quick else (40, 2000, 2000, 5)
+    reps = args.reps or reps
+    cache_dir = ROOT / "benchmarks/.cache" / f"workspace-{projects}x{commits}"
+    home = ROOT / "benchmarks/.cache/home"
+    home.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "ZUUL_"))}
+    env.update(isolated_git_env(home))
+    os.environ.update(isolated_git_env(home))
+    print(f"world: {projects} projects x {commits} commits x {files} files "
+          f"(change on {CHANGED}); {reps} repetitions; {os.cpu_count()} CPUs")
+    names = build_world(cache_dir, projects, commits, files)
+    env.update({"ZUUL_PROJECT": names[0], "ZUUL_BRANCH": "master", "ZUUL_PIPELINE": "check",
+                "ZUUL_REF": f"refs/zuul/master/{ZUUL_ID}", "ZUUL_URL": str(cache_dir / "merger"),
+                "ZUUL_CHANGES": "^".join(f"{n}:master:refs/changes/1/{i}/1"
+                                         for i, n in enumerate(names[:CHANGED]))})
+    work = ROOT / "benchmarks/.cache/run"
+    env["WORKSPACE"] = str(ROOT / "benchmarks/.cache/job")  # dsvm's phase log goes there
+    d_cold, d_warm, d_heads = measure("dsvm", run_dsvm, cache_dir, names, work / "dsvm/new",
+                                      env, reps)
+    b_cold, b_warm, b_heads = measure("baseline", run_baseline, cache_dir, names,
+                                      work / "baseline/new", env, reps)
+    if d_heads != b_heads:
+        print("ERROR: dsvm and the baseline checked out different commits", file=sys.stderr)
+        return 1
+    shutil.rmtree(work, ignore_errors=True)
+    for label, d, b, goal in (("cold (a)", d_cold, b_cold, 3), ("warm (b)", d_warm, b_warm, 5)):
+        dm, bm = statistics.median(d), statistics.median(b)
+        print(f"{label}: dsvm median {dm:.2f}s, baseline median {bm:.2f}s, "
+              f"ratio {bm / dm:.1f}x (goal >= {goal}x)")
+    print("same commits checked out by both: yes")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
