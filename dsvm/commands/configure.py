@@ -39,13 +39,13 @@ def run(args: argparse.Namespace) -> int:
     import os
     from pathlib import Path
 
-    from dsvm import environ, phase, profile
+    from dsvm import environ, profile
+    from dsvm.console import get_ui
     from dsvm.devstack import configure
 
     settings = profile.resolve(args.profile, os.environ,
                                options={"devstack.dir": args.devstack_dir})
-    ctx = phase.context(settings, os.environ, plan_only=args.print_only)
-    ui = ctx.ui
+    ui = get_ui()
     if args.apply_cinder:
         edits = configure.apply_cinder(settings, Path(args.apply_cinder))
         if args.json:
@@ -60,6 +60,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for warning in environ.warnings_for(os.environ):
         ui.warn(warning)
+    from dsvm import phase  # after --apply-cinder: phase pulls in the command runner (sh)
+
+    ctx = phase.context(settings, os.environ, plan_only=args.print_only)
     if args.print_only:
         target, rendered = configure.render_for(ctx)
         if args.json:

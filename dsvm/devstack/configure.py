@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from dsvm.devstack import cinder, localconf
 from dsvm.errors import InfraError, UsageError
-from dsvm.phase import JobContext, PhaseResult
 
 if TYPE_CHECKING:
+    from dsvm.phase import JobContext, PhaseResult
     from dsvm.profile import Settings
 
 PRIMARY_IP_FILE = Path("/etc/nodepool/primary_node_private")
@@ -53,6 +53,8 @@ def render_for(ctx: JobContext) -> tuple[Path, localconf.LocalConf]:
 
 def run_phase(ctx: JobContext) -> PhaseResult:
     """Render and write local.conf; outputs ``{"local_conf": path, "backends": [...]}``."""
+    from dsvm.phase import PhaseResult  # imports the command runner: not for --apply-cinder
+
     target, rendered = render_for(ctx)
     outputs = {"local_conf": str(target), "backends": list(rendered.backends)}
     if ctx.plan_only:

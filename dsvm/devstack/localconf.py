@@ -19,6 +19,7 @@ touches the disk, the clock or ``os.environ``.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -122,16 +123,11 @@ class Blocks:
 
 def locate(settings: Settings, path: list[str | int]) -> str:
     """Return ``file:line`` of the profile entry at ``path`` (keys/indexes), or the key's origin."""
-    import yaml
-
     for chain_path in reversed(settings.chain):
         loaded = settings.loaded.get(str(chain_path))
         if loaded is None:
             continue
-        try:
-            node: Any = yaml.compose(loaded.text, Loader=yaml.SafeLoader)
-        except yaml.YAMLError:
-            continue
+        node: Any = _compose(loaded.text)
         for step in path:
             node = _child(node, step)
             if node is None:
@@ -140,6 +136,17 @@ def locate(settings: Settings, path: list[str | int]) -> str:
             return f"{_short(loaded.path)}:{node.start_mark.line + 1}"
     dotted = ".".join(str(p) for p in path[:2])
     return _short_origin(settings.origin(dotted))
+
+
+@functools.lru_cache(maxsize=16)
+def _compose(text: str) -> Any:
+    """The YAML node tree of a profile's text (cached: locate() runs once per value)."""
+    import yaml
+
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
 
 
 def _child(node: Any, step: str | int) -> Any:
