@@ -576,47 +576,88 @@ class _Out:
         return "".join(self.chunks)
 
 
-def _matching_lines(rx: str, text: str, starts: list[int]) -> list[int] | None:
-    """Indexes of the lines in which ``rx`` matches (one pass over the text), or None."""
-    whole = _bre(rx)[1]
+@lru_cache(maxsize=4096)
+def _anchored_prefix(rx: str) -> str:
+    """The literal text every match of a ``^``-anchored regex starts with ('' if unknown)."""
+    if not rx.startswith("^") or "\\|" in rx:
+        return ""
+    out: list[str] = []
+    i, n = 1, len(rx)
+    while i < n:
+        c = rx[i]
+        if c == "\\":
+            if i + 1 >= n or rx[i + 1] not in ".[]*^$/\\":
+                break
+            ch, step = rx[i + 1], 2
+        elif c in ".*[^$":
+            break
+        else:
+            ch, step = c, 1
+        nxt = rx[i + step:i + step + 2]
+        if nxt[:1] == "*" or nxt in ("\\{", "\\+", "\\?"):
+            break
+        out.append(ch)
+        i += step
+    return "".join(out)
+
+
+def _matching_lines(rx: str, text: str) -> list[int] | None:
+    """Start offsets of the lines in which ``rx`` matches, or None if not precomputable."""
+    if not text:
+        return []
+    line_rx, whole, _ = _bre(rx)
+    prefix = _anchored_prefix(rx)
+    found: list[int] = []
+    if prefix:
+        # candidates by a C-speed substring search, each confirmed by the real regex
+        pos = 0 if text.startswith(prefix) else text.find("\n" + prefix) + 1
+        while pos > 0 or (pos == 0 and text.startswith(prefix)):
+            end = text.find("\n", pos)
+            if line_rx.search(text[pos:] if end < 0 else text[pos:end]):
+                found.append(pos)
+            if end < 0:
+                break
+            pos = text.find("\n" + prefix, end) + 1
+            if pos == 0:
+                break
+        return found
     if whole is None:
         return None
-    import bisect
-
-    found: list[int] = []
     last = -1
     for m in whole.finditer(text):
-        idx = bisect.bisect_right(starts, m.start()) - 1
-        if idx != last:
-            found.append(idx)
-            last = idx
+        off = text.rfind("\n", 0, m.start()) + 1 if m.start() else 0
+        if off != last and off < len(text):
+            found.append(off)
+            last = off
     return found
 
 
-def _range_lines(addr: _Addr, text: str, starts: list[int], nlines: int) -> list[int] | None:
-    """Lines a top-level address selects, computed without walking every line."""
-    m1 = _matching_lines(addr.rx1, text, starts)
-    if m1 is None:
-        return None
-    m1 = [i for i in m1 if i < nlines]
-    if addr.rx2 is None:
-        return m1
-    m2 = _matching_lines(addr.rx2, text, starts)
-    if m2 is None:
-        return None
+def _range_lines(addr: _Addr, text: str) -> list[int] | None:
+    """Start offsets of the lines a top-level address selects (no walk over every line)."""
     import bisect
 
+    m1 = _matching_lines(addr.rx1, text)
+    if m1 is None or addr.rx2 is None:
+        return m1
+    m2 = _matching_lines(addr.rx2, text)
+    if m2 is None:
+        return None
     selected: list[int] = []
     pos = 0
     while True:
         k = bisect.bisect_left(m1, pos)
         if k >= len(m1):
             break
-        begin = m1[k]
-        j = bisect.bisect_right(m2, begin)
-        end = m2[j] if j < len(m2) else nlines - 1
-        selected.extend(range(begin, end + 1))
-        pos = end + 1
+        off = m1[k]
+        j = bisect.bisect_right(m2, off)
+        end = m2[j] if j < len(m2) else -1
+        while True:   # GNU: addr2 is looked for from the line after addr1's
+            selected.append(off)
+            nl = text.find("\n", off)
+            if off == end or nl < 0 or nl + 1 >= len(text):
+                break
+            off = nl + 1
+        pos = off + 1
     return selected
 
 
@@ -626,20 +667,22 @@ def run_sed(script: str, text: str, quiet: bool = False) -> str:
     for cmd in _walk(prog):
         if cmd.addr:
             cmd.addr.active = False
-    lines, last_chomped = _lines(text)
-    n = len(lines)
-    selected = _fast_selection(prog, text, lines)
+    selected = _fast_selection(prog, text)
     out = _Out()
-    indexes: Iterable[int] = range(n) if selected is None else selected
+    if selected is None:
+        lines, last_chomped = _lines(text)
+        for k, line in enumerate(lines):
+            _cycle(prog, line, k < len(lines) - 1 or last_chomped, out, quiet, fast=False)
+        return out.text()
     pos = 0
-    for idx in indexes:
-        if not quiet and idx > pos:
-            out.write("\n".join(lines[pos:idx]))
-        chomped = idx < n - 1 or last_chomped
-        _cycle(prog, lines[idx], chomped, out, quiet, fast=selected is not None)
-        pos = idx + 1
-    if not quiet and pos < n:
-        out.write("\n".join(lines[pos:]), last_chomped)
+    for off in selected:
+        if not quiet and off > pos:
+            out.raw(text[pos:off])
+        nl = text.find("\n", off)
+        _cycle(prog, text[off:] if nl < 0 else text[off:nl], nl >= 0, out, quiet, fast=True)
+        pos = len(text) if nl < 0 else nl + 1
+    if not quiet and pos < len(text):
+        out.raw(text[pos:])
     return out.text()
 
 
@@ -649,19 +692,11 @@ def _walk(cmds: Iterable[_Cmd]) -> Iterable[_Cmd]:
         yield from _walk(cmd.block)
 
 
-def _fast_selection(prog: Sequence[_Cmd], text: str, lines: list[str]) -> list[int] | None:
-    """The lines any top-level command selects, when that can be known up front."""
+def _fast_selection(prog: Sequence[_Cmd], text: str) -> list[int] | None:
+    """The lines the only top-level command selects, when that can be known up front."""
     if len(prog) != 1 or prog[0].addr is None or any(c.op == "c" for c in _walk(prog)):
         return None
-    starts: list[int] = []
-    pos = 0
-    for line in lines:
-        starts.append(pos)
-        pos += len(line) + 1
-    sel = _range_lines(prog[0].addr, text, starts, len(lines))
-    if sel is not None:
-        prog[0].addr.active = False
-    return sel
+    return _range_lines(prog[0].addr, text)
 
 
 def _selects(addr: _Addr | None, ps: str) -> bool:
@@ -756,11 +791,11 @@ def grep_q(pattern: str, text: str | None) -> bool:
     if text is None:
         return False
     try:
-        whole = _bre(pattern)[1]
+        found = _matching_lines(pattern, text)
     except SedError:
         return False
-    if whole is not None:
-        return whole.search(text) is not None
+    if found is not None:
+        return bool(found)
     line_rx = _bre(pattern)[0]
     return any(line_rx.search(line) for line in _lines(text)[0])
 

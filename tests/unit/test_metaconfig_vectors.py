@@ -8,8 +8,13 @@ from pathlib import Path
 import pytest
 
 from dsvm.devstack import metaconfig
-from tests.fixtures.devstack_vectors import files_after, load, localconf_layout, read_or_none
-from tests.fixtures.devstack_vectors import runs_commands
+from tests.fixtures.devstack_vectors import (
+    files_after,
+    load,
+    localconf_layout,
+    read_or_none,
+    runs_commands,
+)
 
 CASES = load("localconf.jsonl")
 pytestmark = pytest.mark.skipif(not CASES, reason="spec/vectors not mounted")
