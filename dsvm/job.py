@@ -218,7 +218,7 @@ def save_state(path: Path, state: Mapping[str, Any]) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(state, fh, indent=2, sort_keys=True, default=str)
+        json.dump(state, fh, indent=2, default=str)
         fh.write("\n")
     os.replace(tmp, path)
 

@@ -262,7 +262,7 @@ hooks:
                                      f'local.conf=$(test -e {local_conf} && echo yes || echo no)'
                                      '" >> "$WORKSPACE/hooks.txt"\n}',
         "BASH_FUNC_post_test_hook%%": '() {  echo "post REMAINING_TIME=$REMAINING_TIME '
-                                      f'$(head -1 {stackenv} | cut -d" " -f4-)'
+                                      f'$(head -1 {stackenv} | cut -d" " -f3-)'
                                       '" >> "$WORKSPACE/hooks.txt"\n}',
     }
     done = job.run("--to", "tempest", **env)
