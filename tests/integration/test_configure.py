@@ -149,7 +149,6 @@ def crudini(*args: str) -> str:
 
 
 def test_apply_cinder_edits_an_existing_cinder_conf(node: Path, tmp_path: Path, capsys):
-    pytest.importorskip("dsvm.devstack.ini").set_option  # noqa: B018 (the ini editor's API)
     conf = tmp_path / "cinder.conf"
     conf.write_text("[DEFAULT]\ndebug = True\nenabled_backends = lvmdriver-1\n\n"
                     "[lvmdriver-1]\nvolume_backend_name = lvmdriver-1\n")
@@ -169,3 +168,31 @@ def test_apply_cinder_edits_an_existing_cinder_conf(node: Path, tmp_path: Path, 
     assert conf.read_text() == before
     assert main(["--profile", "sanco", "configure", "--apply-cinder",
                  str(tmp_path / "absent.conf")]) == 2
+
+
+def test_devstacks_meta_config_reads_the_written_file_as_intended(node: Path, tmp_path: Path):
+    """stack.sh's own steps (dsvm.devstack.metaconfig) on the written local.conf."""
+    from dsvm.devstack import metaconfig
+    from tests.unit.test_cinder import AFTER_PURE, DEVSTACK_CINDER_CONF, PURE
+
+    settings = resolve(tmp_path, PURE, dict(os.environ), name="pure")
+    ctx = phase.context(settings, dict(os.environ))
+    local_conf = Path(configure.run_phase(ctx).outputs["local_conf"])
+    auto = local_conf.parent / ".localrc.auto"
+    assert metaconfig.extract_localrc_section(str(local_conf), str(local_conf.parent / "localrc"),
+                                              str(auto)).rc == 0
+    assert "CINDER_ENABLED_BACKENDS=lvm:lvmdriver-1,pure:puredriver-1\n" in auto.read_text()
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "cinder.conf").write_text(DEVSTACK_CINDER_CONF)
+    (etc / "tempest.conf").write_text("[DEFAULT]\nlog_file = tempest.log\n")
+    env = {"CINDER_CONF": str(etc / "cinder.conf"), "TEMPEST_CONFIG": str(etc / "tempest.conf")}
+    for group in ("post-config", "test-config"):
+        assert metaconfig.merge_config_group(str(local_conf), group, env,
+                                             cwd=str(tmp_path)).rc == 0
+    assert (etc / "cinder.conf").read_text() == AFTER_PURE  # devstack's vector result
+    assert crudini("--get", str(etc / "tempest.conf"), "volume", "backend_names") == \
+        "lvmdriver-1,puredriver-1"
+    assert crudini("--get", str(etc / "tempest.conf"), "volume-feature-enabled",
+                   "multi_backend") == "True"
+    assert crudini("--get", str(etc / "tempest.conf"), "volume", "vendor_name") == "Pure Storage"
