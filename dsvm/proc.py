@@ -24,8 +24,6 @@ from typing import IO, TYPE_CHECKING
 if TYPE_CHECKING:
     import subprocess
 
-import sh
-
 from dsvm.errors import EXIT_TIMEOUT, BudgetExpiredError, InfraError, UsageError
 
 MASK = "****"
@@ -338,6 +336,8 @@ class Runner:
             self._log(masked)
             if self.echo is not None:
                 self.echo(masked)
+
+        import sh  # here, not at module level: it costs ~0.3 s of startup (asyncio)
 
         try:
             cmd = sh.Command(real[0])
