@@ -600,8 +600,9 @@ class Display:
             total = max(self.total_of(), self.done)
             status = f"{self.done}/{total} done, {self.failed} failed, ETA {self.eta(total)}"
             if not self.ui.plain:
-                if self._bar is None:  # created late: stestr announces the tests first
-                    self._bar = self._stack.enter_context(self.ui.progress(self.label, total))
+                if self._bar is None:  # the total grows as stestr's workers announce tests,
+                    # so the bar has none; the item text carries done/total and the ETA
+                    self._bar = self._stack.enter_context(self.ui.progress(self.label, None))
                 self._bar.advance(n, item=status)
                 return
             now = time.monotonic()
