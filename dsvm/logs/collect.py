@@ -350,8 +350,9 @@ def apply(collect_plan: CollectPlan, redactor: Redactor, *, jobs: int = 0,
         return results
     import multiprocessing
 
-    # forkserver: workers do not inherit the parent's threads (rich's refresh, sh's pumps).
-    ctx = multiprocessing.get_context("forkserver")
+    # fork: ~0.5 s cheaper than forkserver on 2 loaded cores. Workers only run store()
+    # (open/read/re/zlib/write), never the console or logging whose locks a thread may hold.
+    ctx = multiprocessing.get_context("fork")
     # Largest first, so one huge log does not start last and run alone.
     tasks.sort(key=lambda t: -_size(t.source))
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=init_worker,
