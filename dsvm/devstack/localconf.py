@@ -168,6 +168,12 @@ def _short(path: Path) -> str:
         return str(path)
 
 
+def _origin_of(settings: Settings, dotted: str) -> str:
+    """A settings key's origin for display: ``default <key>``, ``env VAR`` or file:line."""
+    origin = settings.origin(dotted)
+    return f"default {dotted}" if origin == "default" else _short_origin(origin)
+
+
 def _short_origin(origin: str) -> str:
     head, sep, line = origin.rpartition(":")
     if sep and line.isdigit() and head.startswith("/"):
@@ -190,7 +196,12 @@ class _Out:
     def origin(self, var: str) -> str:
         return f"env {var}" if var in self.settings.env else f"default {var}"
 
-    def add(self, name: str, value: Any, origin: str, quote: bool = False) -> None:
+    def add(self, name: str, value: Any, origin: str, quote: bool = True) -> None:
+        """Append ``name=value``; a value that is not a plain word is double-quoted.
+
+        devstack-gate wrote values bare; plain words still are, so its lines stay byte for
+        byte, but a value from the environment can no longer inject shell into localrc.
+        """
         text_value = _str(value)
         if quote:
             text_value = _quote(text_value)
@@ -377,7 +388,7 @@ def _rows_xenapi(out: _Out, gate: Mapping[str, Any]) -> None:
         ("VOLUME_BACKING_DEVICE", "/dev/xvdb"), ("MULTI_HOST", 1),
     ]
     for name, value in rows:
-        out.add(name, value, o)
+        out.add(name, value, o, quote=name != "EXTRA_OPTS")  # a bash array, as devstack-gate
 
 
 def _rows_tail(out: _Out, gate: Mapping[str, Any], tempest: bool, tempest_origin: str,
@@ -453,7 +464,7 @@ def gate_lines(settings: Settings, primary_ip: str = "127.0.0.1") -> tuple[list[
             branch, branch_origin = old, f"grenade {mode} from {branch}"
     tempest = bool(settings.get("tempest.enabled")) or grenade
     tempest_origin = "grenade forces Tempest" if grenade and not settings.get(
-        "tempest.enabled") else _short_origin(settings.origin("tempest.enabled"))
+        "tempest.enabled") else _origin_of(settings, "tempest.enabled")
     services, services_origin = _services(out, tempest, neutron, branch, branch_origin)
     base = str(settings.get("paths.base") or "/opt/stack").rstrip("/") or "/opt/stack"
     _rows_network_head(out, gate, neutron)
@@ -634,8 +645,7 @@ def render(settings: Settings, *, primary_ip: str = "127.0.0.1", existing: str =
     _profile_localrc(settings, out)
     local_config = settings.get("devstack.local_config") or ""
     if local_config:
-        out.raw(local_config.rstrip("\n"),
-                _short_origin(settings.origin("devstack.local_config")))
+        out.raw(local_config.rstrip("\n"), _origin_of(settings, "devstack.local_config"))
     passthrough = settings.gate.get("DEVSTACK_LOCAL_CONFIG") or ""
     if passthrough:
         out.raw(passthrough.rstrip("\n"), "env DEVSTACK_LOCAL_CONFIG")

@@ -358,3 +358,14 @@ def test_every_shipped_profile_renders(repo_root: Path):
         rendered = localconf.render(profile.resolve(name, env={}))
         assert rendered.lines[0].text == "[[local|localrc]]"
         assert rendered.text().endswith("\n") and "\r" not in rendered.text()
+
+
+def test_environment_values_cannot_inject_shell_but_plain_ones_stay_bare(tmp_path: Path):
+    lines = gate(tmp_path, DEVSTACK_GATE_FIXED_RANGE="10.1.0.0/20; touch /tmp/pwned",
+                 DEVSTACK_PROJECT_FROM_GIT="os-brick,oslo.config")
+    assert 'FIXED_RANGE="10.1.0.0/20; touch /tmp/pwned"' in lines
+    assert "LIBS_FROM_GIT=os-brick,oslo.config" in lines
+    xen = gate(tmp_path, DEVSTACK_GATE_VIRT_DRIVER="xenapi", DEVSTACK_GATE_XENAPI_DOM0_IP="1.2.3.4",
+               DEVSTACK_GATE_XENAPI_DOMU_IP="1.2.3.5", DEVSTACK_GATE_XENAPI_PASSWORD="xen4pw")
+    assert 'EXTRA_OPTS=("xenapi_disable_agent=True")' in xen
+    assert "XENAPI_CONNECTION_URL=http://1.2.3.4" in xen
