@@ -81,9 +81,9 @@ def batch_text(edits: list[tuple[str, str, str, str]]) -> str:
                    + "\n" for k, s, o, v in edits)
 
 
-def timed(fn) -> float:  # type: ignore[no-untyped-def]
+def timed(fn, *args: object) -> float:  # type: ignore[no-untyped-def]
     start = time.perf_counter()
-    fn()
+    fn(*args)
     return time.perf_counter() - start
 
 
@@ -123,14 +123,11 @@ def main() -> int:
                crudini_argv("set", fresh("warm.conf"), "DEFAULT", "x", "1")], env)
     times: dict[str, list[float]] = {"a": [], "b": [], "c": []}
     for _ in range(rounds):
-        pa = fresh("a.conf")
-        times["a"].append(timed(lambda: subprocess.run(
-            [str(BIN / "dsvm"), "ini", "apply", pa, str(CACHE / "edits.txt")],
-            check=True, env=env, stdout=subprocess.DEVNULL)))
-        pb = fresh("b.conf")
-        times["b"].append(timed(lambda: run_calls([dsvm_argv(*e[:1], pb, *e[1:]) for e in edits], env)))
-        pc = fresh("c.conf")
-        times["c"].append(timed(lambda: run_calls([crudini_argv(*e[:1], pc, *e[1:]) for e in edits], env)))
+        pa, pb, pc = fresh("a.conf"), fresh("b.conf"), fresh("c.conf")
+        batch = [str(BIN / "dsvm"), "ini", "apply", pa, str(CACHE / "edits.txt")]
+        times["a"].append(timed(run_calls, [batch], env))
+        times["b"].append(timed(run_calls, [dsvm_argv(e[0], pb, *e[1:]) for e in edits], env))
+        times["c"].append(timed(run_calls, [crudini_argv(e[0], pc, *e[1:]) for e in edits], env))
     same = (work / "a.conf").read_bytes() == (work / "b.conf").read_bytes()
     med = {k: statistics.median(v) for k, v in times.items()}
     print(f"file: {opts.lines} lines, {sections} sections; {n} edits "

@@ -769,7 +769,11 @@ def _substitute(cmd: _Cmd, ps: str) -> tuple[str, bool]:
     pattern = _bre(cmd.rx)[0]
     out: list[str] = []
     pos, count, done = 0, 0, False
+    prev_end = -1
     for m in pattern.finditer(ps):
+        if m.start() == m.end() == prev_end:
+            continue   # POSIX/GNU: no empty match right after the previous match
+        prev_end = m.end()
         count += 1
         if count < cmd.nth:
             continue
