@@ -164,6 +164,12 @@ class _BadSubstitution(Exception):
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+def _shown(line: str) -> str:
+    """A generated line for a message: the call and names, never the value (it may be secret)."""
+    head = line.split('"', 1)[0].rstrip()
+    return head + (' "…"' if '"' in line else "")
+
+
 class _Shell:
     """Expands and runs the lines devstack eval's; never runs anything but the ini calls."""
 
@@ -210,7 +216,7 @@ class _Shell:
             commands = self._parse(line)
         except _SyntaxError as exc:
             self.warnings.append(f"{self.where}: devstack's eval rejects this line ({exc}); "
-                                 f"it is lost: {line}")
+                                 f"it is lost: {_shown(line)}")
             return 2
         rc = 0
         for op, words in commands:
@@ -218,8 +224,8 @@ class _Shell:
                 continue
             try:
                 fields = self._expand_words(words)
-            except _BadSubstitution as exc:
-                self.warnings.append(f"{self.where}: bad substitution {exc}: {line}")
+            except _BadSubstitution:
+                self.warnings.append(f"{self.where}: bad substitution in {_shown(line)}")
                 rc = 1
                 continue
             rc = self._call(fields)
@@ -264,7 +270,7 @@ class _Shell:
                 i += len(nxt)
             elif c in "<>":
                 raise CommandSubstitutionError(
-                    f"{self.where}: a local.conf line would redirect to a file: {line}",
+                    f"{self.where}: a local.conf line would redirect to a file: {_shown(line)}",
                     hint="devstack evaluates local.conf lines as shell; remove < and > "
                          "from section and option names")
             elif c in "()":
