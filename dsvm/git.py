@@ -93,12 +93,12 @@ class Git:
                          retry_if=is_infra_failure, before_retry=before_retry)
 
     # -- getting a repo ------------------------------------------------------------------------
-    def clone_local(self, cache: Path, dest: Path) -> None:
+    def clone_local(self, cache: Path, dest: Path, project: str) -> None:
         """Clone ``cache`` into ``dest`` without checkout: hard-links objects, no network."""
         # A plain path (not file://) makes git link the object files; it copies them when the
         # cache is on another filesystem.
         self._run(["clone", "--quiet", "--no-checkout", "--", os.fspath(cache),
-                   os.fspath(dest)], f"clone {dest.name} from the cache")
+                   os.fspath(dest)], f"clone {project} from the cache")
 
     def clone_url(self, url: str, dest: Path, project: str) -> None:
         """Clone ``url`` into ``dest`` without checkout; raise InfraError naming the project."""

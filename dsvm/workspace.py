@@ -452,10 +452,11 @@ def _obtain(item: ProjectCheckout, git: Git, dest: Path) -> tuple[bool, str, str
     source, note = item.source, item.note
     if item.source == "cache" and item.cache_path:
         try:
-            git.clone_local(Path(item.cache_path), partial)
+            git.clone_local(Path(item.cache_path), partial, item.name)
         except DsvmError as exc:
             shutil.rmtree(partial, ignore_errors=True)
-            source, note = "network", f"cloning from the cache failed ({exc.message})"
+            source = "network"
+            note = f"cache {item.cache_path} is damaged ({exc.message}): cloned from the upstream"
     if source == "network":
         git.clone_url(item.origin, partial, item.name)
     if dest.exists():
