@@ -519,6 +519,36 @@ def _resolve(step: Step, item: ProjectCheckout, git: Git, dest: Path,
     return sha
 
 
+def link_files(files_dir: Path, devstack: Path) -> list[str]:
+    """Hard-link the node's download cache into ``devstack/files``; return the names linked.
+
+    devstack-gate's setup_workspace step 5: devstack finds images under files/<basename of URL>
+    instead of downloading them. Links (copies across filesystems) never replace a file.
+    """
+    if not files_dir.is_dir() or not devstack.is_dir():
+        return []
+    target = devstack / "files"
+    target.mkdir(exist_ok=True)
+    linked = []
+    for entry in sorted(files_dir.iterdir()):
+        dest = target / entry.name
+        if dest.exists() or dest.is_symlink():
+            continue
+        if entry.is_dir():
+            shutil.copytree(entry, dest, copy_function=_link_or_copy)
+        else:
+            _link_or_copy(entry, dest)
+        linked.append(entry.name)
+    return linked
+
+
+def _link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 # ----------------------------------------------------------------------------------------------
 # The phase
 
@@ -548,6 +578,9 @@ def run_phase(ctx: JobContext) -> PhaseResult:
     with ctx.ui.progress("workspace", len(workspace.projects)) as progress:
         outcomes = apply(workspace, git, jobs=int(settings.get("git.jobs") or 1),
                          on_done=lambda o: progress.advance(item=o.name))
+    devstack = next((o.path for o in outcomes if o.name.endswith("/devstack")), None)
+    files_dir = settings.get("node.files_dir")
+    linked = link_files(Path(files_dir), Path(devstack)) if devstack and files_dir else []
     ctx.ui.table("workspace", ["project", "branch", "ref tried", "commit", "source", "seconds"],
                  [(o.name, o.branch, o.ref, o.commit[:12], o.source + (" (reused)" * o.reused),
                    f"{o.seconds:.2f}") for o in outcomes])
@@ -555,5 +588,5 @@ def run_phase(ctx: JobContext) -> PhaseResult:
         if o.fallback and o.name in params.change_projects:
             ctx.ui.warn(f"{o.name} is under test but got a fallback: {o.fallback}")
     return PhaseResult("workspace", 0, {"projects": [o.as_json() for o in outcomes],
-                                        "zuul": params.as_json()},
+                                        "zuul": params.as_json(), "files_linked": linked},
                        f"{len(outcomes)} projects checked out")

@@ -231,3 +231,17 @@ def test_example_env_plans_offline(tmp_path: Path) -> None:
     assert rows[env["ZUUL_PROJECT"]]["ref"] == env["ZUUL_REF"]
     assert not (tmp_path / "stack").exists()
     assert time.monotonic() - start < 60
+
+
+def test_node_download_cache_is_linked_into_devstack_files(cloner_world: World,
+                                                           tmp_path: Path) -> None:
+    w = cloner_world
+    w.upstream.project("openstack/devstack")
+    files = tmp_path / "opt-cache-files"
+    (files / "images").mkdir(parents=True)
+    (files / "cirros.img").write_text("image")
+    (files / "images/x.qcow2").write_text("image")
+    run_workspace(w, {}, ["openstack/devstack"], profile={"node": {"files_dir": str(files)}})
+    linked = w.base / "new/devstack/files"
+    assert (linked / "cirros.img").stat().st_ino == (files / "cirros.img").stat().st_ino
+    assert (linked / "images/x.qcow2").read_text() == "image"

@@ -1,0 +1,68 @@
+"""git.py's pure parts: classifying fetch failures, spotting a damaged repo from its files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dsvm import git, proc
+
+
+def _failed(*lines: str, timed_out: bool = False) -> proc.Result:
+    return proc.Result(argv="git fetch", exit_code=128, seconds=0.1, attempts=1,
+                       stdout="\n".join(lines), tail=lines, timed_out=timed_out)
+
+
+@pytest.mark.parametrize("lines,infra", [
+    (("fatal: couldn't find remote ref refs/zuul/master/Z1",), False),
+    (("fatal: '/m/org/p' does not appear to be a git repository",
+      "fatal: Could not read from remote repository."), False),
+    (("fatal: repository 'https://z/p/org/x/' not found",), False),
+    (("fatal: unable to access 'http://z/p/org/x/': The requested URL returned error: 404",),
+     False),
+    (("fatal: unable to access 'http://127.0.0.1:9/org/x/': Failed to connect to 127.0.0.1 "
+      "port 9: Connection refused",), True),
+    (("fatal: unable to access 'https://z/': Could not resolve host: z",), True),
+    (("ssh: connect to host z port 22: Connection timed out",
+      "fatal: Could not read from remote repository."), True),
+    (("error: RPC failed; HTTP 502", "fatal: early EOF"), True),
+])
+def test_fetch_failures_are_classified(lines, infra) -> None:
+    assert git.is_infra_failure(_failed(*lines)) is infra
+
+
+def test_a_timeout_is_an_infrastructure_failure() -> None:
+    assert git.is_infra_failure(_failed("", timed_out=True))
+
+
+def test_git_env_drops_inherited_git_variables() -> None:
+    env = git.git_env({"GIT_DIR": "/elsewhere", "GIT_WORK_TREE": "/x", "PATH": "/bin"})
+    assert "GIT_DIR" not in env and "GIT_WORK_TREE" not in env
+    assert env["GIT_ALLOW_PROTOCOL"] == "file:git:http:https:ssh"
+    assert env["LC_ALL"] == "C" and env["GIT_TERMINAL_PROMPT"] == "0"
+
+
+def _fake_repo(path: Path, head: str = "ref: refs/heads/master\n") -> Path:
+    (path / ".git/objects").mkdir(parents=True)
+    (path / ".git/refs").mkdir()
+    (path / ".git/HEAD").write_text(head)
+    return path
+
+
+def test_looks_like_repo(tmp_path: Path) -> None:
+    assert git.looks_like_repo(_fake_repo(tmp_path / "ok")) is None
+    assert git.looks_like_repo(_fake_repo(tmp_path / "sha", "a" * 40)) is None
+    assert "corrupt HEAD" in git.looks_like_repo(_fake_repo(tmp_path / "bad", "garbage"))
+    assert git.looks_like_repo(tmp_path / "absent") == "missing"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert git.looks_like_repo(empty) == "no HEAD file"
+
+
+def test_remove_stale_locks(tmp_path: Path) -> None:
+    repo = _fake_repo(tmp_path / "r")
+    (repo / ".git/index.lock").write_text("")
+    (repo / ".git/HEAD.lock").write_text("")
+    assert sorted(git.remove_stale_locks(repo)) == ["HEAD.lock", "index.lock"]
+    assert git.remove_stale_locks(repo) == []
