@@ -231,6 +231,9 @@ def remove_stale_locks(repo: Path) -> list[str]:
         if lock.is_file():
             lock.unlink()
             removed.append(name)
+    for lock in (repo / ".git" / "refs").rglob("*.lock"):  # "cannot lock ref" on fetch
+        lock.unlink()
+        removed.append(str(lock.relative_to(repo / ".git")))
     return removed
 
 

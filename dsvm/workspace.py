@@ -16,7 +16,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -359,20 +359,18 @@ def apply(workspace: WorkspacePlan, git: Git, *, jobs: int = 4, ui: Ui | None = 
     """
     by_name: dict[str, Outcome] = {}
     for wave in _waves(workspace.projects):
-        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-            futures = {pool.submit(apply_project, item, git): item for item in wave}
-            done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-            for fut in pending:
-                fut.cancel()
-            for fut in done:
-                if fut.exception() is None:
-                    out = fut.result()
-                    by_name[out.name] = out
-                    if on_done:
-                        on_done(out)
-            for fut in done:
-                if (exc := fut.exception()) is not None:
-                    raise exc
+        pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+        try:
+            futures = [pool.submit(apply_project, item, git) for item in wave]
+            for fut in as_completed(futures):
+                out = fut.result()  # the first failure (or Ctrl-C) ends the phase
+                by_name[out.name] = out
+                if on_done:
+                    on_done(out)
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # queued projects never start
+            raise
+        pool.shutdown()
     return [by_name[p.name] for p in workspace.projects]
 
 
@@ -441,10 +439,13 @@ def _obtain(item: ProjectCheckout, git: Git, dest: Path) -> tuple[bool, str, str
         damage = gitmod.looks_like_repo(dest)
         if damage is None:
             gitmod.remove_stale_locks(dest)
-            return True, item.source, item.note
+            return True, item.source, None
         shutil.rmtree(dest)  # a repo a killed job left broken: start again
     elif dest.exists() and any(dest.iterdir()):
-        shutil.rmtree(dest)  # a half-done copy from a killed job (clones go via a temp dir)
+        # Not ours: dsvm clones into a temporary sibling and renames, so it never leaves a
+        # half-made destination behind. Refuse rather than delete someone's directory.
+        raise InfraError(f"{item.name}: {dest} exists, is not empty and is not a git repo",
+                         hint="remove it (or give the project a clone_map entry)")
     partial = dest.parent / f".{dest.name}.dsvm-partial"
     if partial.exists():
         shutil.rmtree(partial)

@@ -80,6 +80,7 @@ def test_dirty_workspace_from_previous_job_is_reused_and_cleaned(cloner_world: W
     (repo / "build/lib.so").write_text("ignored or not, it goes")
     (repo / "README").write_text("changed by the last job")
     (repo / ".git/index.lock").write_text("")  # git was killed mid-operation
+    (repo / ".git/refs/remotes/origin/master.lock").write_text("")
     inode = (repo / ".git").stat().st_ino
     second = change_item(w, "org/project1", 2)
     rows = run_workspace(w, w.merger.env(second), ["org/project1", "org/project2"])
@@ -245,3 +246,14 @@ def test_node_download_cache_is_linked_into_devstack_files(cloner_world: World,
     linked = w.base / "new/devstack/files"
     assert (linked / "cirros.img").stat().st_ino == (files / "cirros.img").stat().st_ino
     assert (linked / "images/x.qcow2").read_text() == "image"
+
+
+def test_a_foreign_directory_at_the_destination_is_left_alone(cloner_world: World) -> None:
+    w = cloner_world
+    foreign = w.base / "new/project1"
+    foreign.mkdir(parents=True)
+    (foreign / "precious.txt").write_text("not a repo")
+    with pytest.raises(InfraError) as err:
+        run_workspace(w, {}, ["org/project1"])
+    assert "not a git repo" in err.value.message
+    assert (foreign / "precious.txt").read_text() == "not a repo"
