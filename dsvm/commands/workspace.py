@@ -18,8 +18,8 @@ def register(sub: argparse._SubParsersAction, name: str) -> None:
                     "cleaned. --plan prints the decision and changes nothing (offline).",
         example="ZUUL_PROJECT=openstack/cinder ZUUL_BRANCH=master ZUUL_REF=refs/zuul/master/Z1 "
                 "ZUUL_URL=http://zuul.example.org/p dsvm workspace --plan\n"
-                "  env $(cat examples/zuul-change.env) dsvm --profile examples/workspace-demo"
-                ".yaml workspace --plan --json")
+                "  env $(grep -v '^#' examples/zuul-change.env) dsvm --profile "
+                "examples/workspace-demo.yaml workspace --plan --json")
     p.add_argument("--plan", action="store_true", help="print the plan, change nothing")
     p.add_argument("--git-cache", metavar="DIR", help="cache root (default $DSVM_GIT_CACHE "
                    "or /opt/git)")
