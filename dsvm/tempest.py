@@ -776,6 +776,8 @@ def _one_pass(ctx: JobContext, runner: proc.Runner, run: _Run, argv: list[str],
         run.tracker.finish()
         sink.flush()
     _account(run, before)
+    if result.exit_code < 0 and not result.timed_out:  # killed by a signal (Jenkins abort)
+        trim_partial(stream)
     if result.timed_out:
         kept = trim_partial(stream)
         raise BudgetExpiredError(
