@@ -375,10 +375,10 @@ def find_run(conn: Connection, ref: str) -> Mapping[str, Any]:
     cols = [runs.c.id, runs.c.uuid, runs.c.run_at, runs.c.passes, runs.c.fails, runs.c.skips,
             runs.c.run_time, runs.c.artifacts]
     query = sa.select(*cols)
-    if ref == "last" or ref.startswith("last~"):
-        back = int(ref[5:] or 0) if ref[5:].isdigit() or ref == "last" else -1
+    back = _last_offset(ref)
+    if back is not None:
         rows = conn.execute(query.order_by(runs.c.run_at.desc(), runs.c.id.desc())
-                            .limit(1).offset(max(back, 0))).mappings().all() if back >= 0 else []
+                            .limit(1).offset(back)).mappings().all()
     else:
         cond = runs.c.uuid == ref
         if ref.isdigit():
@@ -392,6 +392,15 @@ def find_run(conn: Connection, ref: str) -> Mapping[str, Any]:
                          if not rows else f"run prefix {ref!r} is ambiguous",
                          hint="'dsvm results history --runs' lists the stored runs")
     return rows[0]
+
+
+def _last_offset(ref: str) -> int | None:
+    """``last`` → 0, ``last~N`` → N, anything else → None."""
+    if ref == "last":
+        return 0
+    if ref.startswith("last~") and ref[5:].isdigit():
+        return int(ref[5:])
+    return None
 
 
 def run_meta(conn: Connection, run_ids: list[int]) -> dict[int, dict[str, str]]:
