@@ -7,6 +7,9 @@ from pathlib import Path
 
 import pytest
 
+# tests/fixtures holds builders and small suites that stestr runs; pytest must not collect them.
+collect_ignore_glob = ["fixtures/*"]
+
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch):
