@@ -171,6 +171,11 @@ def _sqlite_immediate(engine: Engine) -> None:
     @sa.event.listens_for(engine, "connect")
     def _on_connect(dbapi_conn: Any, record: Any) -> None:
         dbapi_conn.isolation_level = None
+        # WAL: readers (history, dashboards) do not block the writer, and one fsync per
+        # commit is enough (synchronous=NORMAL is durable in WAL mode except on power loss).
+        if engine.url.database not in (None, "", ":memory:"):
+            dbapi_conn.execute("PRAGMA journal_mode=WAL")
+            dbapi_conn.execute("PRAGMA synchronous=NORMAL")
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
@@ -294,6 +299,27 @@ def store(engine: Engine, run: Run, *, run_uuid: str | None = None,
     return StoredRun(run_uuid, int(run_id), len(by_base))
 
 
+def _bulk_insert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """executemany straight on the driver: SQLAlchemy's per-row parameter processing was
+    half of the store time (benchmarks/bench_results.py). Type bind processors (SQLite
+    DATETIME as text) are still applied, once per column."""
+    if not rows:
+        return
+    dialect = conn.dialect
+    cols = list(rows[0])
+    compiled = table.insert().compile(dialect=dialect, column_keys=cols)
+    procs = {c: p for c in cols
+             if (p := table.c[c].type._cached_bind_processor(dialect)) is not None}
+    if procs:
+        rows = [{**r, **{c: (p(r[c]) if r[c] is not None else None)
+                         for c, p in procs.items()}} for r in rows]
+    if compiled.positional:
+        order = compiled.positiontup or []
+        conn.exec_driver_sql(compiled.string, [tuple(r[k] for k in order) for r in rows])
+    else:
+        conn.exec_driver_sql(compiled.string, rows)
+
+
 def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
@@ -322,8 +348,7 @@ def _upsert_tests(conn: Connection, by_base: dict[str, TestResult]) -> dict[str,
                 avg = (success * avg + test.duration) / (success + 1)
             updates.append({"b_id": tid, "b_count": (count or 0) + 1, "b_ok": success + ok,
                             "b_bad": failure + bad, "b_time": avg})
-    if new_rows:
-        conn.execute(tests.insert(), new_rows)
+    _bulk_insert(conn, tests, new_rows)
     if updates:
         conn.execute(tests.update().where(tests.c.id == sa.bindparam("b_id")).values(
             run_count=sa.bindparam("b_count"), success=sa.bindparam("b_ok"),
@@ -346,8 +371,7 @@ def _insert_test_runs(conn: Connection, run_id: int, by_base: dict[str, TestResu
                      "start_time": start, "start_time_microsecond": start.microsecond
                      if start else None, "stop_time": stop,
                      "stop_time_microsecond": stop.microsecond if stop else None})
-    if rows:
-        conn.execute(test_runs.insert(), rows)
+    _bulk_insert(conn, test_runs, rows)
     tr_ids = dict(conn.execute(sa.select(test_runs.c.test_id, test_runs.c.id)
                                .where(test_runs.c.run_id == run_id)).all())
     meta_rows, att_rows = [], []
@@ -362,10 +386,9 @@ def _insert_test_runs(conn: Connection, run_id: int, by_base: dict[str, TestResu
             meta_rows.append({"test_run_id": tr, "key": CRASH_KEY, "value": CRASHED})
         att_rows.extend({"test_run_id": tr, "label": label(a.name), "attachment": a.data}
                         for a in test.attachments)
-    if meta_rows:
-        conn.execute(test_run_metadata.insert(), meta_rows)
+    _bulk_insert(conn, test_run_metadata, meta_rows)
     for chunk in _chunks(att_rows):
-        conn.execute(attachments.insert(), chunk)
+        _bulk_insert(conn, attachments, chunk)
 
 
 # -- reading ---------------------------------------------------------------------------------
