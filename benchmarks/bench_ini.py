@@ -2,8 +2,8 @@
 
 (a) ``dsvm ini apply`` (one process), (b) 300 ``dsvm ini set/add-literal/del`` calls,
 (c) the baseline: 300 ``crudini`` calls (--set / --set --list / --del), all in the same run,
-median of N rounds each. Data is generated under benchmarks/.cache/. Byte-code caches for both
-tools go to benchmarks/.cache/pycache (this environment sets PYTHONDONTWRITEBYTECODE, which
+median of N rounds each. Data is generated under benchmarks/.cache/ini/. Byte-code caches for both
+tools go to benchmarks/.cache/ini/pycache (this environment sets PYTHONDONTWRITEBYTECODE, which
 would otherwise make every start recompile — unfair to both, and not how an install runs).
 
     /work/main/.venv/bin/python benchmarks/bench_ini.py [--quick] [--rounds N]
@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-CACHE = ROOT / "benchmarks" / ".cache"
+CACHE = ROOT / "benchmarks" / ".cache" / "ini"
 BIN = Path(sys.executable).parent
 
 
