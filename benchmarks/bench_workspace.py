@@ -129,17 +129,24 @@ def heads(dest: Path) -> dict[str, str]:
             if (p / ".git").is_dir()}
 
 
-def measure(name: str, fn, root: Path, names: list[str], dest: Path, env: dict[str, str],
-            reps: int) -> tuple[list[float], list[float], dict[str, str]]:
-    cold, warm = [], []
-    for _ in range(reps):
-        shutil.rmtree(dest.parent, ignore_errors=True)
-        dest.mkdir(parents=True)
-        cold.append(fn(root, names, dest, env))
-        dirty(dest)
-        warm.append(fn(root, names, dest, env))
-        print(f"  {name:8s} cold {cold[-1]:6.2f}s  warm {warm[-1]:6.2f}s", flush=True)
-    return cold, warm, heads(dest)
+def measure(root: Path, names: list[str], work: Path, env: dict[str, str],
+            reps: int) -> dict[str, list[float]]:
+    """Alternate dsvm and the baseline inside each repetition so both see the same load."""
+    runs = {"dsvm": (run_dsvm, work / "dsvm/new"), "baseline": (run_baseline, work / "base/new")}
+    times: dict[str, list[float]] = {f"{n} {k}": [] for n in runs for k in ("cold", "warm")}
+    for rep in range(reps):
+        for kind in ("cold", "warm"):
+            for name, (fn, dest) in runs.items():
+                if kind == "cold":
+                    shutil.rmtree(dest.parent, ignore_errors=True)
+                    dest.mkdir(parents=True)
+                else:
+                    dirty(dest)
+                os.sync()  # earlier runs' writeback must not land on this one's clock
+                times[f"{name} {kind}"].append(fn(root, names, dest, env))
+        print(f"  rep {rep + 1}: " + "  ".join(f"{k} {v[-1]:6.2f}s" for k, v in times.items()),
+              flush=True)
+    return times
 
 
 def main() -> int:
@@ -165,19 +172,16 @@ def main() -> int:
                                          for i, n in enumerate(names[:CHANGED]))})
     work = ROOT / "benchmarks/.cache/run"
     env["WORKSPACE"] = str(ROOT / "benchmarks/.cache/job")  # dsvm's phase log goes there
-    d_cold, d_warm, d_heads = measure("dsvm", run_dsvm, cache_dir, names, work / "dsvm/new",
-                                      env, reps)
-    b_cold, b_warm, b_heads = measure("baseline", run_baseline, cache_dir, names,
-                                      work / "baseline/new", env, reps)
-    if d_heads != b_heads:
-        print("ERROR: dsvm and the baseline checked out different commits", file=sys.stderr)
-        return 1
+    times = measure(cache_dir, names, work, env, reps)
+    same = heads(work / "dsvm/new") == heads(work / "base/new")
     shutil.rmtree(work, ignore_errors=True)
-    for label, d, b, goal in (("cold (a)", d_cold, b_cold, 3), ("warm (b)", d_warm, b_warm, 5)):
-        dm, bm = statistics.median(d), statistics.median(b)
-        print(f"{label}: dsvm median {dm:.2f}s, baseline median {bm:.2f}s, "
+    for kind, goal in (("cold", 3), ("warm", 5)):
+        dm, bm = statistics.median(times[f"dsvm {kind}"]), statistics.median(times[f"baseline {kind}"])
+        print(f"{kind}: dsvm median {dm:.2f}s, baseline median {bm:.2f}s, "
               f"ratio {bm / dm:.1f}x (goal >= {goal}x)")
-    print("same commits checked out by both: yes")
+    print(f"same commits checked out by both: {'yes' if same else 'NO'}")
+    if not same:
+        return 1
     return 0
 
 

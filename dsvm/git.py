@@ -58,6 +58,15 @@ def git_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     out = proc.clean_env(env)
     out.update({"GIT_PAGER": "cat", "PAGER": "cat", "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0",
                 "GIT_ASKPASS": "true", "SSH_ASKPASS": "true"})
+    # Config for every git dsvm runs (git >= 2.31 reads it from the environment): no
+    # background "maintenance --auto" process after each fetch (40 repos, 40 extra processes),
+    # and a fresh checkout writes its files with parallel workers.
+    settings = {"maintenance.auto": "false", "gc.auto": "0", "checkout.workers": "4",
+                "checkout.thresholdForParallelism": "500"}
+    out["GIT_CONFIG_COUNT"] = str(len(settings))
+    for n, (key, value) in enumerate(settings.items()):
+        out[f"GIT_CONFIG_KEY_{n}"] = key
+        out[f"GIT_CONFIG_VALUE_{n}"] = value
     return out
 
 
@@ -122,7 +131,7 @@ class Git:
         gerrit-git-prep had for ``git remote update`` failing on a damaged repo.
         """
         argv: list[proc.Arg] = ["fetch", "--quiet", "--prune", "--tags", "--force",
-                                "--update-head-ok", "origin",
+                                "--update-head-ok", "--no-write-fetch-head", "origin",
                                 "+refs/heads/*:refs/remotes/origin/*",
                                 "+refs/heads/*:refs/heads/*"]
         res = self._net(argv, f"fetch {project} from origin", repo)

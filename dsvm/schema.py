@@ -43,7 +43,8 @@ GIT = {
     "attempts": Key("int", 3, "tries for a git network operation"),
     "backoff": Key("int", 5, "seconds before the first retry of a git network operation "
                    "(doubled for each further retry)"),
-    "jobs": Key("int", 4, "projects the workspace phase checks out in parallel"),
+    "jobs": Key("int", 8, "projects the workspace phase checks out in parallel (git is mostly "
+                "waiting on the network and the disk, so more than the CPUs)"),
 }
 
 PATHS = {

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--base", metavar="DIR", help="install root; projects land in DIR/new "
                    "(default $BASE or /opt/stack)")
     p.add_argument("--jobs", type=int, metavar="N", help="projects checked out in parallel "
-                   "(default git.jobs, 4)")
+                   "(default git.jobs, 8)")
     add_json(p)
     p.set_defaults(func=run)
 
