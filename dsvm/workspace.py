@@ -301,21 +301,39 @@ def _plan_project(name: str, params: zuul.Params, config: WorkspaceConfig,
         return None
     assert fact is not None or base
     origin = f"{base}/{name}" if base else (fact.path if fact else "")
+    try:
+        path = destination(name, config)
+    except ValueError as exc:
+        problems.append(Problem("clone_map", f"project {name}: {exc}",
+                                hint="one rule per project; rules are anchored regexes"))
+        return None
     return ProjectCheckout(
-        name=name, path=destination(name, config), branch=branch, branch_why=branch_why,
+        name=name, path=path, branch=branch, branch_why=branch_why,
         origin=origin, source="cache" if usable else "network",
         cache_path=fact.path if usable and fact else None, note=note,
         steps=ladder(name, branch, params), under_test=name in params.change_projects)
 
 
 def destination(name: str, config: WorkspaceConfig) -> str:
-    """Where a project lands: its clone-map entry, else ``$BASE/new/<short name>``."""
+    """Where a project lands: its clone-map entry, else ``$BASE/new/<short name>``.
+
+    Raises ValueError when several clone-map rules match the project or a rule is no regex.
+    """
     root = Path(config.dest_root)
-    if name in config.clone_map:
-        return os.path.normpath(root / config.clone_map[name])
+    matches = []
     for rule, dest in config.clone_map.items():
-        if rule != name and re.fullmatch(rule, name):
-            return os.path.normpath(root / re.sub(f"^(?:{rule})$", dest, name))
+        try:
+            if rule == name or re.fullmatch(rule, name):
+                matches.append((rule, dest))
+        except re.error as exc:
+            raise ValueError(f"clone_map rule {rule!r} is not a regular expression: "
+                             f"{exc}") from exc
+    if len(matches) > 1:
+        raise ValueError(f"several clone_map rules match it: {', '.join(r for r, _ in matches)}")
+    if matches:
+        rule, dest = matches[0]
+        target = dest if rule == name else re.sub(f"^(?:{rule})$", dest, name)
+        return os.path.normpath(root / target)
     return str(root / name.rsplit("/", 1)[-1])
 
 

@@ -246,3 +246,27 @@ def test_plan_json_is_stable_and_serialisable() -> None:
     assert {"name", "path", "branch", "ref", "commit", "source", "fallback"} <= set(row)
     assert row["ref"] == "refs/zuul/master/Zabc" and row["path"] == "/opt/stack/new/nova"
     assert data["zuul"]["project"] == "openstack/nova"
+
+
+def test_clone_map_duplicate_rule_is_an_error_before_anything_is_cloned() -> None:
+    cfg = WorkspaceConfig(projects=(("plugins/p1", "t"),), dest_root="/b", cache_root="/c",
+                          git_base="https://g",
+                          clone_map={"plugins/(.*)": "a", "plugins/p.": "b"})
+    with pytest.raises(UsageError) as err:
+        workspace.plan(zuul.parse({}), cfg, {})
+    assert "several clone_map rules" in err.value.problems[0].message
+
+
+# T10 (spec 6.1): where the cache is: option beats environment beats profile/default.
+@pytest.mark.parametrize("option,env,expected", [
+    (None, {}, "/opt/git"),
+    (None, {"DSVM_GIT_CACHE": "fromenviron"}, "fromenviron"),
+    ("argument", {"DSVM_GIT_CACHE": "fromenviron"}, "argument"),
+    ("argument", {}, "argument"),
+])
+def test_cache_dir_precedence(option, env, expected, tmp_path) -> None:
+    from dsvm import profile
+
+    env = {"HOME": str(tmp_path), **env}
+    settings = profile.resolve("base", env, options={"git.cache": option})
+    assert workspace.config_from(settings, env).cache_root == expected
