@@ -33,14 +33,37 @@ def is_plain_environment(env: Mapping[str, str], stream: IO[str], no_color: bool
     return not (isatty and isatty())
 
 
+class _Std:
+    """sys.stdout/sys.stderr looked up at every write (they are swapped by tests and hooks)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def _target(self) -> IO[str]:
+        return getattr(sys, self.name)
+
+    def write(self, text: str) -> int:
+        return self._target().write(text)
+
+    def flush(self) -> None:
+        self._target().flush()
+
+    def isatty(self) -> bool:
+        isatty = getattr(self._target(), "isatty", None)
+        return bool(isatty and isatty())
+
+    def fileno(self) -> int:
+        return self._target().fileno()
+
+
 @dataclass
 class Ui:
     """The one console of a dsvm process; ``plain`` selects the Jenkins renderer."""
 
     plain: bool
     verbose: bool = False
-    stream: IO[str] = field(default_factory=lambda: sys.stdout)
-    err_stream: IO[str] = field(default_factory=lambda: sys.stderr)
+    stream: IO[str] = field(default_factory=lambda: _Std("stdout"))  # type: ignore[arg-type]
+    err_stream: IO[str] = field(default_factory=lambda: _Std("stderr"))  # type: ignore[arg-type]
 
     def __post_init__(self) -> None:
         common: dict[str, Any] = {"highlight": False, "soft_wrap": True}

@@ -28,7 +28,11 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     for name in list(os.environ):
         if name.startswith(("ZUUL_", "DEVSTACK_GATE_")):
             monkeypatch.delenv(name, raising=False)
+    from dsvm import console
+
+    console._UI = None  # each test gets a console bound to its own captured streams
     yield home
+    console._UI = None
 
 
 @pytest.fixture
