@@ -257,3 +257,22 @@ def test_a_foreign_directory_at_the_destination_is_left_alone(cloner_world: Worl
         run_workspace(w, {}, ["org/project1"])
     assert "not a git repo" in err.value.message
     assert (foreign / "precious.txt").read_text() == "not a repo"
+
+
+def test_submodules_are_checked_out(cloner_world: World, git_home: Path) -> None:
+    w = cloner_world
+    # git >= 2.38.1 refuses local-path submodules unless told; a real job uses https URLs.
+    (git_home / ".gitconfig").write_text('[protocol "file"]\n\tallow = always\n')
+    lib = w.upstream["org/project2"]
+    parent = w.upstream.project("org/withsub")
+    sha = gitrepos._fast_commit(
+        parent.path, "refs/heads/master", "add a submodule",
+        {".gitmodules": f'[submodule "lib"]\n\tpath = lib\n\turl = {lib.path}\n'},
+        [parent.tip("master")])
+    tree_sha = gitrepos.git(parent.path, "mktree", input=(
+        gitrepos.git(parent.path, "ls-tree", sha) + f"\n160000 commit {lib.tip('master')}\tlib\n"))
+    commit = gitrepos.git(parent.path, "commit-tree", tree_sha, "-p", sha, "-m", "gitlink")
+    parent.update_ref("refs/heads/master", commit)
+    rows = run_workspace(w, {}, ["org/withsub"])
+    assert rows["org/withsub"]["commit"] == commit
+    assert head_of(w.base / "new/withsub/lib") == lib.tip("master")
