@@ -77,6 +77,7 @@ def main() -> None:
     os.environ.setdefault("GIT_CONFIG_NOSYSTEM", "1")
     up, names = build_upstream(n, commits=150, nfiles=40)
     results: dict[str, list[float]] = {k: [] for k in ("base1", "base2", "dsvm1", "dsvm2")}
+    load_before = " ".join(f"{x:.2f}" for x in os.getloadavg())  # other users of the machine
     for r in range(rounds):
         work = CACHE / f"run-{r}"
         shutil.rmtree(work, ignore_errors=True)
@@ -88,7 +89,8 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in results.items()}
     print(f"{n} repos (150 commits, 40 files, 2 branches, 1 tag each), {rounds} round(s), "
-          f"{os.cpu_count()} CPUs; medians:")
+          f"{os.cpu_count()} CPUs, load average {load_before} before, "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())} after; medians:")
     print(f"  first run : baseline sequential clone {med['base1']:.2f}s   "
           f"dsvm prepare-node {med['dsvm1']:.2f}s   speed-up {med['base1'] / med['dsvm1']:.2f}x")
     print(f"  re-run    : baseline re-clone         {med['base2']:.2f}s   "

@@ -22,9 +22,8 @@ import re
 import shutil
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -69,6 +68,12 @@ class Upstream:
     url: str
     refs: Mapping[str, str]  # refs/heads/* and refs/tags/* -> sha
     default_branch: str
+    other_refs: int = 0  # refs it advertises besides branches and tags (refs/changes/* …)
+    # A local (file://) upstream: fingerprint of its ref files, taken before listing them.
+    source_digest: str = ""
+    # False: not listed because source_digest equals the manifest's, so its refs are the
+    # ones recorded there (RepoRecord.refs_digest) and ``refs`` is empty.
+    listed: bool = True
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,9 @@ class RepoState:
     exists: bool
     is_complete: bool  # a git work tree with no in-flight marker
     refs: Mapping[str, str] = field(default_factory=dict)  # same naming as Upstream.refs
+    damage: str | None = None  # a ref tip that is missing, broken or of the wrong type
+    head: str = ""  # the sha the work tree's HEAD names ("" when unknown)
+    objects_digest: str = ""  # see objects_digest()
 
 
 @dataclass(frozen=True)
@@ -107,6 +115,13 @@ class RepoRecord:
     verified_at: str
     action: str = "keep"
     seconds: float = 0.0
+    # What the last full ``git fsck --connectivity-only`` saw (see is_as_verified): the refs
+    # and the object store's files. "" in manifests written before these fields existed.
+    refs_digest: str = ""
+    objects_digest: str = ""
+    fsck_at: str = ""
+    verified_by: str = ""  # "fsck" | "tips" (ref tips + unchanged object files)
+    source_digest: str = ""  # Upstream.source_digest when it was last listed
 
 
 @dataclass(frozen=True)
@@ -187,6 +202,28 @@ def parse_ls_remote(text: str) -> tuple[dict[str, str], str]:
     return refs, default
 
 
+def count_other_refs(text: str) -> int:
+    """How many refs an ``ls-remote`` lists besides HEAD, branches, tags and peeled tags."""
+    count = 0
+    for line in text.split("\n"):
+        _sha, tab, ref = line.partition("\t")
+        if tab and not line.startswith("ref: ") and ref != "HEAD" and \
+                not ref.startswith(("refs/heads/", "refs/tags/")):
+            count += 1
+    return count
+
+
+def local_source(url: str) -> Path | None:
+    """The directory a ``file://`` URL names when it is one on this machine, else None."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        return None
+    path = Path(unquote(parts.path))
+    return path if path.is_absolute() and path.is_dir() else None
+
+
 def parse_local_refs(text: str) -> dict[str, str]:
     """Map ``for-each-ref`` output of a clone onto upstream names (origin/x -> refs/heads/x)."""
     refs: dict[str, str] = {}
@@ -199,6 +236,52 @@ def parse_local_refs(text: str) -> dict[str, str]:
     return refs
 
 
+def parse_ref_tips(text: str) -> tuple[dict[str, str], dict[str, str], str | None]:
+    """Read ``for-each-ref --format='%(objectname) %(objecttype) %(refname)'`` of a clone.
+
+    Returns (refs under upstream names as ``parse_local_refs`` maps them, the local branches
+    ``{refs/heads/x: sha}``, why a tip is wrong or None): a branch must name a commit.
+    """
+    pairs: list[str] = []
+    local: dict[str, str] = {}
+    for line in text.split("\n"):
+        sha, _, rest = line.partition(" ")
+        kind, _, ref = rest.partition(" ")
+        if not ref:
+            continue
+        if ref.startswith(("refs/heads/", "refs/remotes/")) and kind != "commit":
+            return {}, local, f"{ref} names a {kind}, not a commit"
+        if ref.startswith("refs/heads/"):
+            local[ref] = sha
+        pairs.append(f"{sha} {ref}")
+    return parse_local_refs("\n".join(pairs)), local, None
+
+
+def refs_digest(refs: Mapping[str, str]) -> str:
+    """A short fingerprint of ``{ref: sha}`` (order-independent)."""
+    import hashlib
+
+    text = "\n".join(f"{sha} {ref}" for ref, sha in sorted(refs.items()))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def is_as_verified(local: RepoState, recorded: RepoRecord | None) -> bool:
+    """True when ``local`` is exactly what the last full fsck verified, so the tips suffice.
+
+    ``inspect`` already proved every ref tip (local branches, ``origin/*``, tags) resolves
+    to an existing object of the right type and HEAD names an existing branch; this adds
+    that the refs and every file of the object store (name, size, mtime) are the ones the
+    last ``git fsck --connectivity-only`` passed. Together they catch a missing or broken
+    ref, a missing/extra/truncated/rewritten pack or loose object; they do not re-read
+    history behind the tips, which nothing has written since that fsck (we hold the lock,
+    git fetch/gc are the only writers and an interrupted fetch leaves its marker).
+    """
+    return (recorded is not None and local.is_complete and local.damage is None
+            and bool(recorded.refs_digest) and bool(recorded.objects_digest)
+            and recorded.refs_digest == refs_digest(local.refs)
+            and recorded.objects_digest == local.objects_digest)
+
+
 def plan_repo(upstream: Upstream, local: RepoState, recorded: RepoRecord | None) -> RepoAction:
     """Decide what to do with one repo from facts only (no disk, no network)."""
     p = upstream.project
@@ -208,6 +291,10 @@ def plan_repo(upstream: Upstream, local: RepoState, recorded: RepoRecord | None)
         return RepoAction(p, "reclone", "half-written (interrupted earlier) or not a git repo")
     if recorded is not None and recorded.url != redact_url(upstream.url):
         return RepoAction(p, "update", f"upstream moved from {recorded.url}")
+    if not upstream.listed:  # refs unchanged upstream since the recorded sync
+        same = recorded is not None and refs_digest(local.refs) == recorded.refs_digest
+        return RepoAction(p, "keep" if same else "update",
+                          "up to date" if same else "cached refs differ from the manifest")
     if dict(local.refs) != dict(upstream.refs):
         changed = sum(1 for r in set(local.refs) | set(upstream.refs)
                       if local.refs.get(r) != upstream.refs.get(r))
@@ -240,15 +327,19 @@ STOP = threading.Event()
 
 
 def _git(runner: proc.Runner, args: list[str], desc: str, *, cwd: Path | None = None,
-         opts: GitOptions | None = None, network: bool = False, check: bool = True
-         ) -> proc.Result:
+         opts: GitOptions | None = None, network: bool = False, check: bool = True,
+         merge_stderr: bool = True) -> proc.Result:
     if STOP.is_set():
         raise InfraError(f"{desc}: not started, the run was interrupted")
     o = opts or GitOptions()
+    # stream=False: the Popen fast path. Every git command here is quiet (-q) and short or
+    # silent, so line-by-line streaming buys nothing, and sh's wait(timeout) polls every
+    # 0.1 s, a floor under each of the ~3 commands per repo (and importing sh costs ~0.3 s).
     return runner.run(["git", *args], desc=desc, cwd=cwd, env=proc.clean_env(),
                       timeout=o.timeout if network else None,
                       attempts=o.attempts if network else 1,
-                      retry_if=proc.transient_network_error, backoff=o.backoff, check=check)
+                      retry_if=proc.transient_network_error, backoff=o.backoff, check=check,
+                      merge_stderr=merge_stderr, stream=False)
 
 
 def git_ls_remote(runner: proc.Runner, url: str, opts: GitOptions) -> proc.Result:
@@ -257,10 +348,24 @@ def git_ls_remote(runner: proc.Runner, url: str, opts: GitOptions) -> proc.Resul
                 opts=opts, network=True, check=False)
 
 
-def git_clone(runner: proc.Runner, url: str, dest: Path, opts: GitOptions) -> None:
-    """Clone ``url`` into ``dest`` (non-bare, all branches and tags)."""
-    _git(runner, ["clone", "-q", "--no-hardlinks", "--", url, str(dest)],
-         f"clone {redact_url(url)}", opts=opts, network=True)
+def git_clone(runner: proc.Runner, url: str, dest: Path, opts: GitOptions, *,
+              copy_local: bool = False) -> None:
+    """Clone ``url`` into ``dest`` (non-bare, all branches and tags), origin = ``url``.
+
+    With ``copy_local`` and a ``file://`` URL on this machine, git's local clone is used
+    (the path, not the URL): it copies the object files instead of packing and re-indexing
+    every object, as DIB did from its builder-side cache (spec/node-prep.md §2.2). The copy
+    is neither hard-linked (the cache must not share inodes with the mirror) nor hashed by
+    index-pack, so the caller's ``git fsck`` is what verifies it.
+    """
+    source = local_source(url) if copy_local else None
+    if source is None:
+        _git(runner, ["clone", "-q", "--no-hardlinks", "--", url, str(dest)],
+             f"clone {redact_url(url)}", opts=opts, network=True)
+        return
+    _git(runner, ["clone", "-q", "--local", "--no-hardlinks", "--", str(source), str(dest)],
+         f"clone {redact_url(url)} (local copy)", opts=opts, network=True)
+    _git(runner, ["remote", "set-url", "origin", "--", url], "set origin", cwd=dest)
 
 
 def git_fetch(runner: proc.Runner, repo: Path, url: str, opts: GitOptions) -> None:
@@ -281,12 +386,28 @@ def git_checkout_default(runner: proc.Runner, repo: Path, branch: str) -> None:
          "set origin/HEAD", cwd=repo)
 
 
+def git_ref_tips(runner: proc.Runner, repo: Path) -> tuple[dict[str, str], dict[str, str],
+                                                           str | None]:
+    """(upstream-named refs, local branches, damage) of a clone, in one ``for-each-ref``.
+
+    ``%(objecttype)`` makes git look every tip object up: a missing one ends it with
+    "fatal: missing object", a ref file that names no valid sha is skipped with "warning:
+    ignoring broken ref". Either is reported as damage, as is a branch that is no commit.
+    """
+    res = _git(runner, ["for-each-ref", "--format=%(objectname) %(objecttype) %(refname)",
+                        "refs/heads", "refs/remotes/origin", "refs/tags"],
+               "list and check cached refs", cwd=repo, check=False, merge_stderr=False)
+    refs, local, damage = parse_ref_tips(res.stdout)
+    if not res.ok:
+        return refs, local, (res.tail[-1].strip() if res.tail else f"exit {res.exit_code}")
+    broken = [ln.strip() for ln in res.tail if ln.startswith(("warning:", "error:"))]
+    return refs, local, damage or (broken[0] if broken else None)
+
+
 def git_local_refs(runner: proc.Runner, repo: Path) -> dict[str, str]:
     """Branches (as origin has them) and tags of a cached clone."""
-    res = _git(runner, ["for-each-ref", "--format=%(objectname) %(refname)",
-                        "refs/remotes/origin", "refs/tags"], "list cached refs", cwd=repo,
-               check=False)
-    return parse_local_refs(res.stdout) if res.ok else {}
+    refs, _local, damage = git_ref_tips(runner, repo)
+    return {} if damage else refs
 
 
 def git_head(runner: proc.Runner, repo: Path) -> str:
@@ -307,20 +428,107 @@ def git_verify(runner: proc.Runner, repo: Path) -> str | None:
 # --------------------------------------------------------------------------------------------
 # Inspect, probe, sync, verify
 
+def objects_digest(repo: Path) -> str:
+    """Fingerprint of ``repo``'s object store: every file's name, size and mtime (no content).
+
+    Packs and loose objects are immutable once written, so an unchanged fingerprint means
+    no object file was added, lost, truncated or rewritten since it was taken.
+    """
+    import hashlib
+
+    objects = repo / ".git" / "objects"
+    entries = []
+    for dirpath, _dirs, files in os.walk(objects):
+        for name in files:
+            full = os.path.join(dirpath, name)
+            try:
+                st = os.lstat(full)
+            except OSError:
+                continue
+            entries.append(f"{os.path.relpath(full, objects)} {st.st_size} {st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:32]
+
+
+def _head_sha(git_dir: Path, local: Mapping[str, str]) -> tuple[str, str | None]:
+    """(sha of HEAD, damage) from ``.git/HEAD`` and the local branches already listed."""
+    try:
+        head = (git_dir / "HEAD").read_text(errors="replace").strip()
+    except OSError as exc:
+        return "", f"HEAD unreadable: {exc.strerror}"
+    if head.startswith("ref: "):
+        sha = local.get(head[5:], "")
+        return sha, None if sha else f"HEAD names {head[5:]}, which does not exist"
+    if re.fullmatch(r"[0-9a-f]{40}([0-9a-f]{24})?", head):
+        return head, None
+    return "", f"HEAD is corrupt ({head[:40]!r})"
+
+
 def inspect(cache_root: Path, project: str, runner: proc.Runner) -> RepoState:
-    """What the cache holds for ``project``; never writes."""
-    path = repo_path(cache_root, project)
+    """What the cache holds for ``project``, ref tips checked (one git process); never writes."""
+    return inspect_path(repo_path(cache_root, project), project, runner)
+
+
+def inspect_path(path: Path, project: str, runner: proc.Runner) -> RepoState:
+    """``inspect`` of the repo at ``path`` (also a temporary clone before it is renamed)."""
     git_dir = path / ".git"
     if not path.exists():
         return RepoState(project, path, exists=False, is_complete=False)
     complete = (git_dir / "HEAD").is_file() and not (git_dir / INCOMPLETE_MARK).exists()
-    refs = git_local_refs(runner, path) if complete else {}
-    return RepoState(project, path, exists=True, is_complete=complete, refs=refs)
+    if not complete:
+        return RepoState(project, path, exists=True, is_complete=False)
+    refs, local, damage = git_ref_tips(runner, path)
+    head, head_damage = _head_sha(git_dir, local)
+    return RepoState(project, path, exists=True, is_complete=True, refs=refs,
+                     damage=damage or head_damage, head=head,
+                     objects_digest=objects_digest(path))
 
 
-def probe(project: str, git_base: str, runner: proc.Runner, opts: GitOptions) -> Upstream:
-    """Ask upstream for the refs of ``project``; raise RepoNotFoundError/RepoUnreachableError."""
+def source_refs_digest(source: Path) -> str:
+    """Fingerprint of a local repo's ref storage ("" when it is not one).
+
+    HEAD, packed-refs and every file under refs/ and reftable/, by name, size, mtime and
+    inode: git writes a ref through a lock file renamed into place, so any ref update,
+    creation or deletion changes it.
+    """
+    import hashlib
+
+    git_dir = source / ".git" if (source / ".git").is_dir() else source
+    entries = []
+    for name in ("HEAD", "packed-refs"):
+        try:
+            st = os.stat(git_dir / name)
+        except OSError:
+            if name == "HEAD":
+                return ""
+            continue
+        entries.append(f"{name} {st.st_size} {st.st_mtime_ns} {st.st_ino}")
+    for sub in ("refs", "reftable"):
+        for dirpath, _dirs, files in os.walk(git_dir / sub):
+            for name in files:
+                full = os.path.join(dirpath, name)
+                try:
+                    st = os.stat(full)
+                except OSError:
+                    continue
+                entries.append(f"{os.path.relpath(full, git_dir)} {st.st_size} "
+                               f"{st.st_mtime_ns} {st.st_ino}")
+    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:32]
+
+
+def probe(project: str, git_base: str, runner: proc.Runner, opts: GitOptions,
+          recorded: RepoRecord | None = None) -> Upstream:
+    """Ask upstream for the refs of ``project``; raise RepoNotFoundError/RepoUnreachableError.
+
+    A local (file://) upstream whose ref files are unchanged since ``recorded`` was synced
+    is not listed at all (no git process): its refs are the recorded ones.
+    """
     url = project_url(git_base, project)
+    source = local_source(url)
+    digest = source_refs_digest(source) if source is not None else ""
+    if digest and recorded is not None and recorded.source_digest == digest \
+            and recorded.url == redact_url(url) and recorded.refs_digest:
+        return Upstream(project, url, {}, recorded.default_branch, source_digest=digest,
+                        listed=False)
     res = git_ls_remote(runner, url, opts)
     text = "\n".join(res.tail).lower()
     if not res.ok:
@@ -332,11 +540,11 @@ def probe(project: str, git_base: str, runner: proc.Runner, opts: GitOptions) ->
     refs, default = parse_ls_remote(res.stdout)
     if not default:
         raise RepoNotFoundError(f"{project} at {redact_url(url)} has no branches")
-    return Upstream(project, url, refs, default)
+    return Upstream(project, url, refs, default, count_other_refs(res.stdout), digest)
 
 
 def _tmp_sibling(path: Path) -> Path:
-    return path.parent / f".{path.name}{TMP_MARK}{uuid.uuid4().hex[:8]}"
+    return path.parent / f".{path.name}{TMP_MARK}{os.urandom(4).hex()}"
 
 
 def _dir_size(path: Path) -> int:
@@ -350,36 +558,46 @@ def _dir_size(path: Path) -> int:
     return total
 
 
-def _record(path: Path, upstream: Upstream, action: str, started: float,
-            runner: proc.Runner, prev: RepoRecord | None) -> RepoRecord:
+def _record(state: RepoState, upstream: Upstream, action: str, started: float,
+            prev: RepoRecord | None) -> RepoRecord:
+    """The manifest record of a repo that just passed ``git fsck`` (``state`` read after it)."""
     stamp = now_iso()
+    seen = {"refs_digest": refs_digest(state.refs), "objects_digest": state.objects_digest,
+            "fsck_at": stamp, "verified_by": "fsck", "verified_at": stamp,
+            "source_digest": upstream.source_digest,
+            "seconds": round(time.monotonic() - started, 3)}
     if action == "keep" and prev is not None:
-        return replace(prev, verified_at=stamp, action="keep",
-                       seconds=round(time.monotonic() - started, 3))
-    branches = sum(1 for r in upstream.refs if r.startswith("refs/heads/"))
+        return replace(prev, action="keep", **seen)
+    branches = sum(1 for r in state.refs if r.startswith("refs/heads/"))
     return RepoRecord(
-        project=upstream.project, url=redact_url(upstream.url), path=str(path),
-        head=git_head(runner, path), default_branch=upstream.default_branch,
-        branches=branches, tags=len(upstream.refs) - branches, size_bytes=_dir_size(path),
-        synced_at=stamp, verified_at=stamp, action=action,
-        seconds=round(time.monotonic() - started, 3))
+        project=upstream.project, url=redact_url(upstream.url), path=str(state.path),
+        head=state.head, default_branch=upstream.default_branch, branches=branches,
+        tags=len(state.refs) - branches, size_bytes=_dir_size(state.path), synced_at=stamp,
+        action=action, **seen)
 
 
 def _clone_into_place(path: Path, upstream: Upstream, runner: proc.Runner,
-                      opts: GitOptions) -> None:
-    """Clone in a hidden sibling, verify it, then rename it over ``path`` (old one aside)."""
+                      opts: GitOptions) -> RepoState:
+    """Clone in a hidden sibling, verify it, rename it over ``path`` (old one aside); return it.
+
+    The fsck runs on the temporary clone: a repo that does not verify never reaches ``path``.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(path)
     trash: Path | None = None
     try:
-        git_clone(runner, upstream.url, tmp, opts)  # lands on upstream's default branch
-        problem = git_verify(runner, tmp)
+        # A local copy takes every object file of the mirror: only when it has nothing but
+        # branches and tags (a Gerrit mirror's refs/changes/* would bloat the cache).
+        git_clone(runner, upstream.url, tmp, opts, copy_local=not upstream.other_refs)
+        state = inspect_path(tmp, upstream.project, runner)
+        problem = state.damage or git_verify(runner, tmp)
         if problem:
             raise InfraError(f"fresh clone of {upstream.project} does not verify: {problem}")
         if path.exists() or path.is_symlink():
             trash = _tmp_sibling(path)
             os.rename(path, trash)
         os.rename(tmp, path)
+        return replace(state, path=path)
     finally:
         for leftover in (tmp, trash):
             if leftover is not None and leftover.exists():
@@ -398,23 +616,32 @@ def _update_in_place(path: Path, upstream: Upstream, runner: proc.Runner,
 
 def sync(cache_root: Path, upstream: Upstream, runner: proc.Runner, opts: GitOptions,
          prev: RepoRecord | None = None) -> RepoRecord:
-    """Bring one repo in line with upstream, verify it, repair it once; return its record."""
+    """Bring one repo in line with upstream, verify it, repair it once; return its record.
+
+    A new or changed repo (and one without digests from an earlier fsck) gets a full
+    ``git fsck --connectivity-only``; an unchanged one the cheaper check of ``is_as_verified``.
+    """
     started = time.monotonic()
     local = inspect(cache_root, upstream.project, runner)
-    action = plan_repo(upstream, local, prev)
-    if action.action in ("clone", "reclone"):
-        _clone_into_place(local.path, upstream, runner, opts)
-    elif action.action == "update":
-        _update_in_place(local.path, upstream, runner, opts)
-    problem = git_verify(runner, local.path)
-    if problem and action.action in ("keep", "update"):
-        # Corrupt on disk (the Zuul test_broken_cache case): a clean re-clone repairs it.
-        _clone_into_place(local.path, upstream, runner, opts)
-        problem = git_verify(runner, local.path)
-        action = RepoAction(upstream.project, "repaired", f"failed verification: {problem}")
+    action = plan_repo(upstream, local, prev).action
+    if action == "keep" and prev is not None and is_as_verified(local, prev):
+        return replace(prev, action="keep", verified_at=now_iso(), verified_by="tips",
+                       source_digest=upstream.source_digest,
+                       seconds=round(time.monotonic() - started, 3))
+    problem = local.damage  # a broken tip: fetching into it is pointless, re-clone
+    if problem is None:
+        if action in ("clone", "reclone"):
+            state = _clone_into_place(local.path, upstream, runner, opts)
+            return _record(state, upstream, action, started, prev)
+        if action == "update":
+            _update_in_place(local.path, upstream, runner, opts)
+            local = inspect(cache_root, upstream.project, runner)
+        problem = local.damage or git_verify(runner, local.path)
     if problem:
-        raise InfraError(f"{upstream.project} does not verify after repair: {problem}")
-    return _record(local.path, upstream, action.action, started, runner, prev)
+        # Corrupt on disk (the Zuul test_broken_cache case): a clean re-clone repairs it.
+        state = _clone_into_place(local.path, upstream, runner, opts)
+        return _record(state, upstream, "repaired", started, prev)
+    return _record(local, upstream, action, started, prev)
 
 
 def sweep(cache_root: Path) -> list[Path]:
@@ -474,13 +701,12 @@ def parallel(items: Iterable[str], work: Callable[[str], Any], jobs: int,
             futures[pool.submit(_unless_stopped, stop, work, item)] = item
         pending = set(futures)
         while pending:
-            done = {f for f in pending if f.done()}
-            for fut in done:
+            # A bounded wait, not a sleep: returns as soon as one finishes, and a signal
+            # handler's exception still reaches this (main) thread within 0.2 s.
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for fut in sorted(done, key=lambda f: futures[f]):
                 exc = fut.exception()
                 on_done(futures[fut], None if exc else fut.result(), exc)
-            pending -= done
-            if pending:
-                time.sleep(0.02)
     except BaseException:
         stop.set()
         STOP.set()
@@ -507,8 +733,8 @@ class ProbeReport:
 
 
 def probe_all(projects: Iterable[str], git_base: str, runner: proc.Runner, opts: GitOptions,
-              jobs: int) -> ProbeReport:
-    """``ls-remote`` every project in parallel (read-only); classify the failures."""
+              jobs: int, recorded: Mapping[str, RepoRecord] | None = None) -> ProbeReport:
+    """``probe`` every project in parallel (read-only); classify the failures."""
     report = ProbeReport()
 
     def done(project: str, upstream: Any, exc: BaseException | None) -> None:
@@ -521,8 +747,9 @@ def probe_all(projects: Iterable[str], git_base: str, runner: proc.Runner, opts:
         else:
             report.upstreams[project] = upstream
 
-    parallel(sorted(set(projects)), lambda p: probe(p, git_base, runner, opts), jobs,
-             threading.Event(), done)
+    known = recorded or {}
+    parallel(sorted(set(projects)), lambda p: probe(p, git_base, runner, opts, known.get(p)),
+             jobs, threading.Event(), done)
     return report
 
 

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsvm import cache, images, proc
+from dsvm import cache, proc
 from dsvm.errors import InfraError, Problem, UsageError
 from dsvm.phase import JobContext, PhaseResult
 from dsvm.profile import Settings
@@ -209,7 +209,12 @@ def prepare(plan: PreparePlan, runner: proc.Runner, ui: Any,
     report = PrepareReport(steps={s: f"skipped: {why}" for s, why in plan.skipped.items()})
     probed = None
     if "repos" in plan.steps:
-        probed = cache.probe_all(plan.projects, plan.git_base, runner, plan.git, plan.jobs)
+        # Read-only peek (the lock comes later: nothing is written before the exit-2 check);
+        # it lets a local upstream whose refs did not change skip its ls-remote.
+        known = cache.read_manifest(plan.paths.git_cache) if plan.paths.git_cache.is_dir() \
+            else None
+        probed = cache.probe_all(plan.projects, plan.git_base, runner, plan.git, plan.jobs,
+                                 dict(known.repos) if known else None)
         if probed.not_found:
             raise UsageError(
                 f"{len(probed.not_found)} project(s) do not exist upstream at "
@@ -329,7 +334,8 @@ def step_repos(plan: PreparePlan, probed: cache.ProbeReport, prev: cache.Manifes
         extra = [p for p in stackrc_projects(stackrc.read_text(errors="replace"))
                  if p not in plan.projects]
         if extra:
-            more = cache.probe_all(extra, plan.git_base, runner, plan.git, plan.jobs)
+            more = cache.probe_all(extra, plan.git_base, runner, plan.git, plan.jobs,
+                                   prev_repos)
             for name in sorted(more.not_found):
                 report.notes.append(f"stackrc names {name}, which is not upstream: skipped")
             _sync_probed(plan, more, prev_repos, runner, ui, report, stop, "stackrc repos")
@@ -362,6 +368,8 @@ def _sync_probed(plan: PreparePlan, probed: cache.ProbeReport,
 def step_images(plan: PreparePlan, prev: cache.Manifest | None, runner: proc.Runner, ui: Any,
                 report: PrepareReport, stop: threading.Event) -> None:
     """Download the images devstack would fetch into ``files_dir`` (verified, resumable)."""
+    from dsvm import images  # here: http.client/ssl/urllib cost ~0.1 s to import
+
     ds = devstack_project(plan.projects)
     repo = cache.repo_path(plan.paths.git_cache, ds) if ds else None
     found = images.discover(repo, runner, plan.image_urls)

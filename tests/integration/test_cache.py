@@ -70,8 +70,11 @@ def test_upstream_change_is_fetched_and_checked_out(tmp_path, upstream, runner):
 def test_corrupt_repo_is_detected_and_repaired(tmp_path, upstream, runner):
     first = _sync(tmp_path / "git", upstream, "openstack/nova", runner)
     repo = tmp_path / "git/openstack/nova"
-    for obj in (repo / ".git/objects/pack").glob("*.pack"):
-        obj.write_bytes(b"garbage")
+    # Every object file (a clone copied from a local upstream may hold loose objects only).
+    for obj in (repo / ".git/objects").rglob("*"):
+        if obj.is_file() and obj.parent.name != "info":
+            obj.chmod(0o644)
+            obj.write_bytes(b"garbage")
     assert cache.git_verify(runner, repo) is not None
     rec = _sync(tmp_path / "git", upstream, "openstack/nova", runner, first)
     assert rec.action == "repaired"
@@ -116,3 +119,54 @@ def test_lock_refuses_a_second_run(tmp_path):
         with pytest.raises(cache.CacheBusyError):
             with cache.locked(tmp_path):
                 pass
+
+
+def test_unchanged_repo_is_verified_by_its_tips_and_a_lost_object_still_caught(
+        tmp_path, upstream, runner):
+    first = _sync(tmp_path / "git", upstream, "openstack/nova", runner)
+    assert first.verified_by == "fsck" and first.refs_digest and first.objects_digest
+    again = _sync(tmp_path / "git", upstream, "openstack/nova", runner, first)
+    assert again.action == "keep" and again.verified_by == "tips"
+    # A lost object behind the tips: the object files changed, so the full fsck runs.
+    repo = tmp_path / "git/openstack/nova"
+    tip_sha = tip(upstream / "openstack/nova")
+    loose = [p for p in (repo / ".git/objects").glob("??/*") if p.parent.name + p.name != tip_sha]
+    packs = list((repo / ".git/objects/pack").glob("*.pack"))
+    for victim in (packs or loose[:1]):
+        victim.unlink()
+    rec = _sync(tmp_path / "git", upstream, "openstack/nova", runner, again)
+    assert rec.action == "repaired" and rec.verified_by == "fsck"
+    assert cache.git_verify(runner, repo) is None
+
+
+def test_a_broken_ref_tip_is_damage(tmp_path, upstream, runner):
+    _sync(tmp_path / "git", upstream, "openstack/nova", runner)
+    repo = tmp_path / "git/openstack/nova"
+    (repo / ".git/refs/tags/ghost").write_text("1" * 40 + "\n")
+    state = cache.inspect(tmp_path / "git", "openstack/nova", runner)
+    assert state.damage and "missing object" in state.damage
+
+
+def test_local_upstream_is_listed_again_only_when_its_refs_change(tmp_path, upstream, runner):
+    base = f"file://{upstream}"
+    first = _sync(tmp_path / "git", upstream, "openstack/nova", runner)
+    assert first.source_digest
+    quiet = cache.probe("openstack/nova", base, runner, OPTS, first)
+    assert not quiet.listed and quiet.default_branch == "master"
+    assert cache.sync(tmp_path / "git", quiet, runner, OPTS, first).action == "keep"
+    new = add_commit(upstream / "openstack/nova")
+    moved = cache.probe("openstack/nova", base, runner, OPTS, first)
+    assert moved.listed and moved.refs["refs/heads/master"] == new
+    assert cache.sync(tmp_path / "git", moved, runner, OPTS, first).action == "update"
+
+
+def test_mirror_with_other_refs_is_cloned_over_the_transport(tmp_path, upstream, runner):
+    nova = upstream / "openstack/nova"
+    proc.Runner().run(["git", "update-ref", "refs/changes/01/1/1", "HEAD"], desc="ref", cwd=nova)
+    up = cache.probe("openstack/nova", f"file://{upstream}", runner, OPTS)
+    assert up.other_refs == 1
+    cache.sync(tmp_path / "git", up, runner, OPTS)
+    assert "(local copy)" not in (tmp_path / "cache.log").read_text()
+    cache.sync(tmp_path / "git2", cache.probe("openstack/glance", f"file://{upstream}", runner,
+                                             OPTS), runner, OPTS)
+    assert "--local --no-hardlinks" in (tmp_path / "cache.log").read_text()
