@@ -270,13 +270,17 @@ def _is_text(sample: bytes) -> bool:
 
 
 def plan(inventory: Inventory, dest: Path, *, compression: str = "gzip",
-         budget: int | None = None, level: int = 6) -> CollectPlan:
-    """Decide each file's stored name, mode and cap; later duplicates of a name are skipped."""
+         budget: int | None = None, level: int = 6,
+         reserved: Iterable[str] = ()) -> CollectPlan:
+    """Decide each file's stored name, mode and cap; later duplicates of a name are skipped.
+
+    ``reserved`` names are already taken (by an earlier plan into the same ``dest``).
+    """
     compress = compression == "gzip"
     cap = budget_cap([f.size for f in inventory.found], budget)
     tasks: list[Task] = []
     skipped = list(inventory.skipped)
-    taken: dict[str, str] = {}
+    taken: dict[str, str] = {rel: "an earlier source" for rel in reserved}
     for f in inventory.found:
         rel = stored_name(f.rel, f.rename)
         mode = {"text": "redact", "gztext": "redact-gz", "binary": "copy"}[f.kind]
@@ -335,15 +339,36 @@ def rotate(dest: Path, keep: int = 3) -> Path | None:
     return rotated
 
 
+@dataclass(frozen=True)
+class Late:
+    """Tasks known only later (node snapshots still running): ``start`` is called once the
+    worker processes exist (so no worker is forked holding a command's pipe open), ``tasks``
+    once every planned task is queued; it may block until they are ready."""
+
+    start: Callable[[], None]
+    tasks: Callable[[], Sequence[Task]]
+
+
+def merge(first: CollectPlan, then: CollectPlan) -> CollectPlan:
+    """One plan holding both plans' tasks, refusals and missing sources."""
+    return CollectPlan(first.dest, first.tasks + then.tasks, first.skipped + then.skipped,
+                       first.missing + then.missing, first.compression, first.budget,
+                       first.cap)
+
+
 def apply(collect_plan: CollectPlan, redactor: Redactor, *, jobs: int = 0,
-          advance: Callable[[Stored], None] | None = None) -> list[Stored]:
-    """Run every task (in ``jobs`` worker processes when worth it); return their records."""
+          advance: Callable[[Stored], None] | None = None,
+          late: Late | None = None) -> list[Stored]:
+    """Run every task (in ``jobs`` worker processes when worth it), then ``late``'s tasks;
+    return their records."""
     collect_plan.dest.mkdir(parents=True, exist_ok=True)
     tasks = list(collect_plan.tasks)
     jobs = jobs or os.cpu_count() or 1
     results: list[Stored] = []
     if jobs <= 1 or len(tasks) < 4:
-        for task in tasks:
+        if late:
+            late.start()
+        for task in [*tasks, *(late.tasks() if late else ())]:
             results.append(store(task, redactor))
             if advance:
                 advance(results[-1])
@@ -358,13 +383,18 @@ def apply(collect_plan: CollectPlan, redactor: Redactor, *, jobs: int = 0,
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=init_worker,
                              initargs=(redactor,)) as pool:
         pending: set[Future[Stored]] = set()
-        it = iter(tasks)
+        started = False
         try:
-            for task in it:  # bounded queue: memory stays flat whatever the file count
+            for task in tasks:  # bounded queue: memory stays flat whatever the file count
                 pending.add(pool.submit(store_in_worker, task))
+                if late and not started:  # the first submit forked every worker
+                    late.start()
+                    started = True
                 if len(pending) >= jobs * 4:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
                     _drain(done, results, advance)
+            for task in late.tasks() if late else ():
+                pending.add(pool.submit(store_in_worker, task))
             done, pending = wait(pending)
             _drain(done, results, advance)
         except BaseException:

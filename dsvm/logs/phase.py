@@ -20,7 +20,7 @@ from dsvm.logs.sources import (
     profile_sources,
     project_sources,
 )
-from dsvm.logs.store import Stored
+from dsvm.logs.store import Stored, Task
 from dsvm.phase import JobContext, PhaseResult
 
 PHASE = "logs"
@@ -48,11 +48,10 @@ def run_phase(ctx: JobContext, *, root: str | Path | None = None,
     staging = ctx.dsvm_log_dir / "logs-staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True, exist_ok=True)
+    pending: snapshot.Pending | None = None
     try:
         extras = job_sources(ctx, dest_dir, rotated)
         notes: list[str] = []
-        if root_dir is None and settings.get("logs.snapshots") is not False:
-            extras += _snapshots(ctx, staging, notes)
         extras.append(Source(str(snapshot.write_env(
             ctx.env, staging / "job-environment.txt",
             tuple(settings.get("devstack.secrets") or []))), "job-environment.txt", "keep",
@@ -66,13 +65,38 @@ def run_phase(ctx: JobContext, *, root: str | Path | None = None,
                                     compression=settings.get("logs.compression") or "gzip",
                                     budget=budget_mb * MB or None,
                                     level=int(settings.get("logs.gzip_level") or 6))
-            result = collect.Collection(the_plan, rotated=rotated)
-            result.stored = _apply(ctx, the_plan, redactor,
-                                   int(settings.get("logs.jobs") or 0))
+            # The node snapshots (pip freeze: ~2 s) run while the files are redacted and
+            # compressed, then are stored like any other source.
+            late_plans: list[collect.CollectPlan] = []
+            late: collect.Late | None = None
+            if root_dir is None and settings.get("logs.snapshots") is not False:
+                def start_snapshots() -> None:
+                    nonlocal pending
+                    pending = snapshot.start(ctx.runner(PHASE), staging / "snapshots",
+                                             timeout=_snapshot_timeout(ctx))
+
+                def snapshot_tasks() -> tuple[Task, ...]:
+                    assert pending is not None
+                    extra = _snapshot_sources(pending.wait(), notes)
+                    late_plans.append(collect.plan(
+                        collect.inspect([], root=None, base=str(ctx.base), extra=extra),
+                        dest_dir, compression=the_plan.compression,
+                        level=int(settings.get("logs.gzip_level") or 6),
+                        reserved=[t.rel for t in the_plan.tasks]))
+                    return late_plans[-1].tasks
+
+                late = collect.Late(start_snapshots, snapshot_tasks)
+            stored = _apply(ctx, the_plan, redactor, int(settings.get("logs.jobs") or 0),
+                            late)
+            for extra_plan in late_plans:
+                the_plan = collect.merge(the_plan, extra_plan)
+            result = collect.Collection(the_plan, stored, rotated=rotated)
             index.write_indexes(dest_dir)
             data = index.manifest(result, root_dir)
             manifest = index.write_manifest(dest_dir, data)
     finally:
+        if pending is not None:
+            pending.close()  # an error before they were collected: let them finish first
         shutil.rmtree(staging, ignore_errors=True)
     _report(ctx, result, data, notes)
     outputs: dict[str, Any] = {"logs_dir": str(dest_dir), "url": "", "manifest": str(manifest),
@@ -147,11 +171,14 @@ def secret_values(settings: Any, found: Iterable[collect.Found]) -> set[str]:
     return values
 
 
-def _snapshots(ctx: JobContext, staging: Path, notes: list[str]) -> list[Source]:
+def _snapshot_timeout(ctx: JobContext) -> float:
     left = ctx.time_left()
-    timeout = 120.0 if left is None else max(5.0, min(120.0, left / 4))
+    return 120.0 if left is None else max(5.0, min(120.0, left / 4))
+
+
+def _snapshot_sources(taken: Iterable[snapshot.Snapshot], notes: list[str]) -> list[Source]:
     out = []
-    for snap in snapshot.take(ctx.runner(PHASE), staging / "snapshots", timeout=timeout):
+    for snap in taken:
         if snap.note:
             notes.append(f"{snap.shown}: {snap.note}")
         if snap.path is not None:
@@ -160,13 +187,14 @@ def _snapshots(ctx: JobContext, staging: Path, notes: list[str]) -> list[Source]
 
 
 def _apply(ctx: JobContext, the_plan: collect.CollectPlan, redactor: redact.Redactor,
-           jobs: int) -> list[Stored]:
+           jobs: int, late: collect.Late | None) -> list[Stored]:
+    # the snapshots' count is not known yet: the bar counts the node's files
     with ctx.ui.progress("redact and compress logs", len(the_plan.tasks)) as prog:
         def advance(stored: Stored) -> None:
             if stored.skipped:
                 prog.note(f"skipped {stored.source}: {stored.note}")
             prog.advance(item=stored.rel)
-        return collect.apply(the_plan, redactor, jobs=jobs, advance=advance)
+        return collect.apply(the_plan, redactor, jobs=jobs, advance=advance, late=late)
 
 
 def _report(ctx: JobContext, result: collect.Collection, data: Mapping[str, Any],

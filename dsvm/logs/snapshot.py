@@ -3,13 +3,16 @@
 Each command's output is written, raw, to a staging directory through ``proc`` (argv lists,
 timeouts that kill the process group); the staged files are then collected like any other
 source, so they are redacted and compressed by the same code path. A missing program or a
-failing command costs one line in the manifest, never the collection.
+failing command costs one line in the manifest, never the collection. The commands run
+concurrently on threads (``start``), so the phase pays for the slowest one (``pip freeze``,
+~2 s), not their sum, and can collect the node's files meanwhile.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,20 +42,66 @@ class Snapshot:
     note: str = ""
 
 
-def take(runner: proc.Runner, staging: Path, timeout: float = 120.0) -> list[Snapshot]:
-    """Run every snapshot command and the journal export into ``staging``."""
+WORKERS = 4  # threads: the commands mostly wait (pip's imports, dpkg's database)
+
+
+class Pending:
+    """Snapshots being taken; ``wait`` returns them (in COMMANDS order, then the journal)."""
+
+    def __init__(self, items: list[Snapshot | Future[Snapshot]],
+                 pool: ThreadPoolExecutor) -> None:
+        self._items = items
+        self._pool = pool
+
+    @property
+    def count(self) -> int:
+        """How many snapshots there will be (missing programs included)."""
+        return len(self._items)
+
+    def wait(self) -> list[Snapshot]:
+        """Block until every command has finished (each is bounded by its timeout)."""
+        try:
+            return [item.result() if isinstance(item, Future) else item
+                    for item in self._items]
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def close(self) -> None:
+        """Cancel what has not started and wait for what has (used on errors)."""
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def start(runner: proc.Runner, staging: Path, timeout: float = 120.0,
+          workers: int = WORKERS) -> Pending:
+    """Start every snapshot command and the journal export into ``staging``, concurrently.
+
+    A program not on PATH is noted at once, without a thread. Listing the devstack units is
+    quick and done here, so ``count`` is known before anything finishes.
+    """
     staging.mkdir(parents=True, exist_ok=True)
-    taken = [_run(runner, staging, name, list(argv), timeout) for name, argv in COMMANDS]
+    jobs = [(name, list(argv)) for name, argv in COMMANDS]
     if proc.which("journalctl") and proc.which("systemctl"):
-        taken.extend(_journal(runner, staging, timeout))
-    return taken
+        jobs += _journal_jobs(runner)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="dsvm-snapshot")
+    items: dict[str, Snapshot | Future[Snapshot]] = {}
+    # pip freeze first: it is the slowest by far, so it must not wait for a free thread
+    for name, argv in sorted(jobs, key=lambda job: job[1][:3] != ["python3", "-m", "pip"]):
+        if proc.which(argv[0]) is None:
+            items[name] = Snapshot(name, None, "command: " + " ".join(argv),
+                                   f"{argv[0]} not installed")
+        else:
+            items[name] = pool.submit(_run, runner, staging, name, argv, timeout)
+    return Pending([items[name] for name, _ in jobs], pool)
+
+
+def take(runner: proc.Runner, staging: Path, timeout: float = 120.0) -> list[Snapshot]:
+    """Run every snapshot command and the journal export into ``staging``; wait for all."""
+    return start(runner, staging, timeout).wait()
 
 
 def _run(runner: proc.Runner, staging: Path, name: str, argv: list[str],
          timeout: float) -> Snapshot:
     shown = "command: " + " ".join(argv)
-    if proc.which(argv[0]) is None:
-        return Snapshot(name, None, shown, f"{argv[0]} not installed")
     path = staging / name
     with open(path, "wb") as fh:
         result = runner.run_bytes(argv, desc=f"snapshot {name}", out=fh.write, timeout=timeout)
@@ -62,7 +111,7 @@ def _run(runner: proc.Runner, staging: Path, name: str, argv: list[str],
     return Snapshot(name, path, shown)
 
 
-def _journal(runner: proc.Runner, staging: Path, timeout: float) -> list[Snapshot]:
+def _journal_jobs(runner: proc.Runner) -> list[tuple[str, list[str]]]:
     """``screen-<svc>.txt`` per devstack@ unit (journalctl -o short-precise), and syslog.txt."""
     listing = runner.run(["systemctl", "list-units", "--all", "--no-legend", "--plain",
                           "devstack@*"], desc="list devstack units", check=False,
@@ -71,12 +120,11 @@ def _journal(runner: proc.Runner, staging: Path, timeout: float) -> list[Snapsho
     for line in listing.stdout.splitlines():
         m = _UNIT.match(line.strip())
         if m:
-            out.append(_run(runner, staging, f"screen-{m.group(2)}.txt",
-                            ["journalctl", "-o", "short-precise", "--no-pager", "-u",
-                             m.group(1) + ".service"], timeout))
-    out.append(_run(runner, staging, "syslog.txt",
-                    ["journalctl", "-t", "kernel", "-t", "sudo", "-o", "short-precise",
-                     "--no-pager", "-b"], timeout))
+            out.append((f"screen-{m.group(2)}.txt",
+                        ["journalctl", "-o", "short-precise", "--no-pager", "-u",
+                         m.group(1) + ".service"]))
+    out.append(("syslog.txt", ["journalctl", "-t", "kernel", "-t", "sudo", "-o",
+                               "short-precise", "--no-pager", "-b"]))
     return out
 
 

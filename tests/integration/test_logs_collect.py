@@ -248,3 +248,61 @@ def test_cli_json_and_help(tmp_path: Path) -> None:
     helptext = subprocess.run([sys.executable, "-m", "dsvm", "logs", "--help"],
                               capture_output=True, text=True, cwd=REPO).stdout
     assert "example:" in helptext and "--root" in helptext
+
+
+def test_snapshots_run_concurrently_and_missing_programs_cost_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dsvm import proc
+    from dsvm.logs import snapshot
+
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("df", "free", "ps", "python3", "dpkg"):  # no rpm, iptables-save, journalctl
+        script = bin_dir / name
+        script.write_text(f"#!/bin/sh\n/bin/sleep 1\necho {name} output\n")
+        script.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    start = time.monotonic()
+    taken = snapshot.take(proc.Runner(), tmp_path / "staging", timeout=30)
+    elapsed = time.monotonic() - start
+    assert [s.name for s in taken] == [name for name, _ in snapshot.COMMANDS]
+    assert elapsed < 4.0  # five 1 s commands, one after another, would take 5 s
+    by_name = {s.name: s for s in taken}
+    assert by_name["rpm-qa.txt"].path is None and "not installed" in by_name["rpm-qa.txt"].note
+    assert by_name["pip3-freeze.txt"].path.read_text() == "python3 output\n"
+    assert by_name["df.txt"].note == ""
+
+
+def test_late_tasks_are_stored_with_the_others(tmp_path: Path) -> None:
+    from dsvm.logs import collect
+    from dsvm.logs.redact import Redactor
+    from dsvm.logs.store import Task
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(6):
+        (src / f"f{i}.log").write_text(f"file {i} password=pw-{i}-value\n")
+    inventory = collect.inspect([], root=None, base="/opt/stack",
+                                extra=[fakenode_source(src)])
+    the_plan = collect.plan(inventory, tmp_path / "logs")
+    events: list[str] = []
+
+    def late_tasks() -> list[Task]:
+        events.append("tasks")
+        (tmp_path / "snap.txt").write_text("late line: password=late-pw-value\n")
+        return [Task(str(tmp_path / "snap.txt"), "command: snap", str(tmp_path / "logs/snap.txt.gz"),
+                     "snap.txt.gz", "redact", True)]
+
+    stored = collect.apply(the_plan, Redactor(), jobs=2,
+                           late=collect.Late(lambda: events.append("start"), late_tasks))
+    assert events == ["start", "tasks"]
+    assert sorted(s.rel for s in stored) == sorted([t.rel for t in the_plan.tasks]
+                                                   + ["snap.txt.gz"])
+    text = gzip.decompress((tmp_path / "logs/snap.txt.gz").read_bytes()).decode()
+    assert text == "late line: password=****\n"
+
+
+def fakenode_source(path: Path):
+    from dsvm.logs.sources import Source
+
+    return Source(str(path), "src", "log", why="test")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 
 import pytest
 
@@ -151,3 +152,120 @@ def test_budget_cap(sizes: list[int], budget: int, expected: int | None) -> None
 def test_header_in_a_python_dict_repr() -> None:
     line = "Request headers: {'Authorization': 'Bearer eyJ.seeded', 'X-Auth-Token': 'gAAA-tok'}"
     assert red(line)[0] == "Request headers: {'Authorization': 'Bearer ****', 'X-Auth-Token': '****'}"
+
+
+# -- the trigger prefilter finds exactly what a whole-chunk scan finds ----------------------
+
+
+def reference_spans(r: Redactor, chunk: bytes) -> list[tuple[int, int]]:
+    """Every rule run with ``finditer`` over the whole chunk (dsvm's redaction before the
+    trigger prefilter): the prefiltered ``Redactor.spans`` must return exactly this."""
+    found: list[tuple[int, int]] = []
+    for lit in r.literals:
+        i = chunk.find(lit)
+        while i >= 0:
+            found.append((i, i + len(lit)))
+            i = chunk.find(lit, i + len(lit))
+    low = chunk.lower()
+    for rx, _ in redact.ANCHORED:
+        found.extend(redact._value_spans(rx, low))
+    found.extend(redact._value_spans(redact._URL, low))
+    found.extend(m.span(1) for m in redact._FLAG.finditer(low))
+    found.extend(redact._key_spans(low))
+    return redact._merge(found)
+
+
+def test_no_rule_matches_across_a_line_end() -> None:
+    """What makes running a rule on its trigger's offsets or lines alone exact."""
+    for rx, triggers in redact.ANCHORED:
+        for trigger in triggers:
+            for text in (trigger + b" =\nvalue", trigger + b":\n value", trigger + b"\n=v",
+                         trigger + b"user:\npw@host", trigger + b"u:pw\n@host"):
+                m = rx.search(text)
+                assert m is None or b"\n" not in m.group(0), (rx.pattern, text)
+    assert redact._FLAG.search(b"--os-password\nvalue") is None
+    for text in (b"://user:\npw@host", b"://user\n:pw@host", b"://user:pw\n@host"):
+        assert redact._URL.search(text) is None
+
+
+FRAGMENTS = [
+    "password", "PASSWORD", "Password", "passwd", "passw", "db_password", "admin_password",
+    "secret", "SECRET_KEY", "secret_access_key", "token", "X-Auth-Token", "auth_token",
+    "tokens", "api_key", "apikey", "API_KEY", "private_key", "credential", "credentials",
+    "Authorization", "authorization", "://", "mysql+pymysql://root:", "rabbit://u:",
+    "@", ":", "=", " = ", ": ", '"', "'", " ", "\t", "\n", "\n", "\n", "--os-password ",
+    "--san-password", "-----BEGIN RSA PRIVATE KEY-----", "-----END RSA PRIVATE KEY-----",
+    "Bearer ", "Basic ", "none", "None", "****", "s3cr3t-value", "Lit3ral-Secret",
+    "{'", "'}", ",", ";", "http://10.0.0.1:8774/v2.1", "GET /identity/v3/auth/tokens",
+    "caf\xe9", "\x1b[0m", "x" * 40, "2024-05-01 12:00:00.000 1234 DEBUG nova.api [-] ",
+]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_prefilter_equals_whole_chunk_scan_on_random_text(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    text = "".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(50, 600)))
+    chunk = text.encode("utf-8", "surrogateescape")
+    r = Redactor.of(["Lit3ral-Secret", "s3cr3t-value"])
+    assert r.spans(chunk) == reference_spans(r, chunk)
+
+
+def test_prefilter_equals_whole_chunk_scan_on_the_fake_node(tmp_path) -> None:
+    """Every text file of the fake node tree, in streaming-sized pieces: same spans, and no
+    line holding a seeded secret leaves the redactor unchanged."""
+    import gzip
+
+    from tests.fixtures import fakenode
+
+    node = fakenode.build(tmp_path / "node", large_lines=3000)
+    r = Redactor.of(node.secrets.values())
+    seeded = [v.encode() for v in node.secrets.values()] + [k.encode()
+                                                            for k in fakenode.KEY_BODY]
+    checked = 0
+    for path in sorted(node.root.rglob("*")):
+        if path.is_symlink() or not path.is_file() or not os.access(path, os.R_OK):
+            continue
+        data = path.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            try:
+                data = gzip.decompress(data)
+            except OSError:
+                continue
+        if b"\x00" in data:
+            continue
+        for piece in _pieces(data, 4096):
+            assert r.spans(piece) == reference_spans(r, piece), path
+        out, _ = r.redact(data)
+        assert not [s for s in seeded if s in out], path
+        for line in data.splitlines():  # key bodies are secret only between BEGIN and END
+            if any(v.encode() in line for v in node.secrets.values()):
+                assert r.redact(line)[1] > 0, (path, line)
+        checked += 1
+    assert checked >= 30
+
+
+def _pieces(data: bytes, size: int) -> list[bytes]:
+    out, pos = [], 0
+    while pos < len(data):
+        cut = data.rfind(b"\n", pos, pos + size) + 1
+        cut = cut if cut > pos else min(len(data), pos + size)
+        out.append(data[pos:cut])
+        pos = cut
+    return out
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("PASSWORD=Upper-Case-1", "PASSWORD=****"),
+    ("X-AUTH-TOKEN: Upper-Tok", "X-AUTH-TOKEN: ****"),
+    ("AUTHORIZATION: BEARER abc.def", "AUTHORIZATION: BEARER ****"),
+    ("api_key=k1 apikey=k2 API_KEY: k3", "api_key=**** apikey=**** API_KEY: ****"),
+    ("a token: tok-one, then token=tok-two", "a token: ****, then token=****"),
+    ("tokens are fine; token_expiration = 3600", "tokens are fine; token_expiration = 3600"),
+    ("password=pw1 --os-password pw2 http://u:pw3@h",
+     "password=**** --os-password **** http://u:****@h"),
+    ("--os-password none", "--os-password ****"),
+])
+def test_prefilter_cases(line: str, expected: str) -> None:
+    assert red(line)[0] == expected
