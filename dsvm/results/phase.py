@@ -18,6 +18,10 @@ from dsvm.errors import DsvmError, UsageError
 from dsvm.phase import JobContext, PhaseResult
 from dsvm.results import db, html, junit, known, stream, summary
 
+# Where the JUnit XML lands, relative to $WORKSPACE: Jenkins' JUnit publisher reads this path
+# (scripts/jjb/jobs.yaml); tests check the two agree.
+JUNIT_RELPATH = ".dsvm/results/junit.xml"
+
 # Run metadata: key stored in run_metadata → environment variables tried in order.
 META_ENV = {
     "zuul_change": ("ZUUL_CHANGE",),
@@ -88,7 +92,7 @@ def run_phase(ctx: JobContext) -> PhaseResult:
     summ = summary.summarize(run, rules)
     outputs: dict[str, Any] = {"subunit": str(copy)}
     outputs["summary"] = str(write(out_dir / "summary.txt", summary.render_text(summ)))
-    outputs["junit"] = str(write(out_dir / "junit.xml", junit.render(run, rules)))
+    outputs["junit"] = str(write(ctx.workspace / JUNIT_RELPATH, junit.render(run, rules)))
     outputs.update(_store(ctx, run, out_dir))
     link = "history.html" if "history" in outputs else None
     outputs["html"] = str(write(out_dir / "report.html",
