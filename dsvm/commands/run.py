@@ -51,10 +51,12 @@ def run(args: argparse.Namespace) -> int:
                         available=job.available_modules())
     if args.plan:
         data = job.plan_json(the_plan, settings)
+        data["phases"] = _phase_plans(ctx, the_plan, quiet=args.json)
         if args.json:
             print(json.dumps(data, indent=2))
         else:
             _show_plan(ctx.ui, data, the_plan)
+            _show_phase_plans(ctx.ui, data["phases"])
         return 0
     for warning in the_plan.warnings:
         ctx.ui.warn(warning)
@@ -68,6 +70,57 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(data, indent=2))
     job.print_summary(data, ctx, summary_md)
     return outcome.exit_code
+
+
+def _phase_plans(ctx, the_plan, *, quiet: bool) -> dict:  # type: ignore[no-untyped-def]
+    """What the selected phases would do, decided without changing anything.
+
+    The workspace plan (which commit each project gets, and why) reads the git cache only;
+    local.conf and the Tempest selection are pure renderings of the settings. Bad input found
+    here (a malformed ZUUL_* value, a bad backend) fails the plan with exit 2, as the job would.
+    """
+    import dataclasses
+
+    from dsvm import tempest, workspace
+    from dsvm.commands.workspace import _quiet
+    from dsvm.devstack import localconf
+
+    selected = {s.name for s in the_plan.steps if s.selected}
+    out: dict = {}
+    if "workspace" in selected:
+        plan_ctx = dataclasses.replace(ctx, plan_only=True,
+                                       ui=_quiet(ctx.ui) if quiet else ctx.ui)
+        result = workspace.run_phase(plan_ctx)
+        out["workspace"] = {"projects": result.outputs["projects"],
+                            "zuul": result.outputs["zuul"]}
+    if "configure" in selected:
+        conf = localconf.render(ctx.settings)
+        out["configure"] = {"local_conf": conf.masked(), "backends": list(conf.backends)}
+    if "tempest" in selected:
+        lists = tempest.read_lists(ctx.settings)
+        cpus = ctx.settings.gate.get("_tempest_concurrency_default") or 1
+        out["tempest"] = tempest.select(ctx.settings, lists, cpus=cpus).as_json()
+    return out
+
+
+def _show_phase_plans(ui, phases: dict) -> None:  # type: ignore[no-untyped-def]
+    from dsvm.commands.workspace import _show_plan as show_workspace
+
+    if "workspace" in phases:
+        show_workspace(ui, phases["workspace"])
+    if "configure" in phases:
+        conf = phases["configure"]
+        ui.info(f"local.conf ({len(conf['local_conf'].splitlines())} lines, secrets masked; "
+                f"Cinder backends: {', '.join(conf['backends']) or 'devstack default'}); "
+                "'dsvm configure --print' shows each line's origin")
+    if "tempest" in phases:
+        sel = phases["tempest"]
+        passes = "; ".join(f"{p['name']}: {' | '.join(p['include'])}"
+                           + (" (serial)" if p["serial"] else "") for p in sel["passes"])
+        ui.info(f"tempest selection {sel['name']} ({sel['why']}), concurrency "
+                f"{sel['concurrency']}: {passes}")
+        for ex in sel["exclude"]:
+            ui.info(f"  excluded {ex['regex']}: {ex['reason']}")
 
 
 def _show_plan(ui, data: dict, the_plan) -> None:  # type: ignore[no-untyped-def]

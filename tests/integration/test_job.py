@@ -301,3 +301,21 @@ def test_bad_input_exits_2_before_starting(tmp_path: Path, stack_user: str, env:
     assert done.returncode == 2, done.stdout + done.stderr
     assert needle in done.stderr
     assert not (job.ws / ".dsvm/state.json").exists()
+
+
+def test_plan_shows_what_each_phase_would_do(tmp_path: Path, stack_user: str) -> None:
+    job = Job(tmp_path, stack_user, tests=1)
+    done = job.run("--plan", "--json", ZUUL_PROJECT="openstack/devstack; $(id)")
+    assert done.returncode == 2, done.stdout  # untrusted input refused at plan time
+    assert "ZUUL_PROJECT" in done.stderr
+    done = job.run("--plan", "--json")
+    assert done.returncode == 0, done.stderr
+    phases = json.loads(done.stdout)["phases"]
+    names = {p["name"] for p in phases["workspace"]["projects"]}
+    assert set(job.projects) <= names
+    assert all(p["commit"] is None or len(p["commit"]) == 40
+               for p in phases["workspace"]["projects"])
+    assert "s3cr3tAdminPw" not in phases["configure"]["local_conf"]
+    assert "ADMIN_PASSWORD=****" in phases["configure"]["local_conf"]
+    assert phases["tempest"]["passes"]
+    assert not (job.ws / ".dsvm").exists() and not job.base.exists()
