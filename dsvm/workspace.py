@@ -56,6 +56,7 @@ class WorkspaceConfig:
     branch_overrides: Mapping[str, str] = field(default_factory=dict)  # UC -> branch
     project_branches: Mapping[str, str] = field(default_factory=dict)  # project -> branch
     override_branch: str | None = None  # OVERRIDE_ZUUL_BRANCH / BRANCH_OVERRIDE
+    override_branch_from: str = "env OVERRIDE_ZUUL_BRANCH"  # which of the two set it
     clone_map: Mapping[str, str] = field(default_factory=dict)  # project or regex -> dest
 
 
@@ -89,9 +90,12 @@ def config_from(settings: Settings, env: Mapping[str, str]) -> WorkspaceConfig:
             named.append(("openstack/horizon", "env DEVSTACK_PROJECT_FROM_GIT"))
     branches, bases = environ.project_overrides(env)
     base = str(Path(settings.get("paths.base") or "/opt/stack") / "new")
-    override_branch = gate.get("OVERRIDE_ZUUL_BRANCH") or env.get("OVERRIDE_ZUUL_BRANCH")
+    override_branch = env.get("OVERRIDE_ZUUL_BRANCH") or None
+    override_from = "env OVERRIDE_ZUUL_BRANCH"
     if not override_branch and env.get("BRANCH_OVERRIDE") not in (None, "", "default"):
-        override_branch = env["BRANCH_OVERRIDE"]
+        override_branch, override_from = env["BRANCH_OVERRIDE"], "env BRANCH_OVERRIDE"
+    if not override_branch and gate.get("OVERRIDE_ZUUL_BRANCH"):
+        override_branch = gate["OVERRIDE_ZUUL_BRANCH"]
     git_base = settings.get("git.base")
     return WorkspaceConfig(
         projects=tuple(named), dest_root=base,
@@ -100,7 +104,7 @@ def config_from(settings: Settings, env: Mapping[str, str]) -> WorkspaceConfig:
         git_base_overrides=bases, branch_overrides=branches,
         project_branches={str(k): str(v) for k, v in (settings.get("project_branches")
                                                        or {}).items()},
-        override_branch=override_branch or None,
+        override_branch=override_branch or None, override_branch_from=override_from,
         clone_map={str(k): str(v) for k, v in (settings.get("clone_map") or {}).items()})
 
 
@@ -222,13 +226,17 @@ def _override(table: Mapping[str, str], project: str) -> tuple[str, str] | None:
 
 
 def indicated_branch(name: str, params: zuul.Params, config: WorkspaceConfig) -> tuple[str, str]:
-    """Return (branch, why) for a project: the most specific override wins."""
+    """Return (branch, why) for a project, the issue's ladder: ``OVERRIDE_<P>_PROJECT_BRANCH``,
+    ``OVERRIDE_ZUUL_BRANCH``/``BRANCH_OVERRIDE``, the profile's ``project_branches``,
+    ``ZUUL_BRANCH``, ``master``. The job's environment beats the profile (dsvm's precedence:
+    defaults < profile < env < options); within each, the per-project value wins.
+    """
     if found := _override(config.branch_overrides, name):
         return found[1], f"env OVERRIDE_{found[0]}_PROJECT_BRANCH"
+    if config.override_branch:
+        return config.override_branch, config.override_branch_from
     if name in config.project_branches:
         return config.project_branches[name], "profile project_branches"
-    if config.override_branch:
-        return config.override_branch, "env OVERRIDE_ZUUL_BRANCH"
     if params.branch:
         return params.branch, "ZUUL_BRANCH"
     return "master", "default"

@@ -123,6 +123,25 @@ def test_t4_project_override_from_env(cloner_world: World) -> None:
     assert got == {"org/project3": item.commit, "org/project4": w.upstream[P[3]].tip("master")}
 
 
+def test_env_branch_override_beats_profile_project_branches(cloner_world: World) -> None:
+    # The ladder: OVERRIDE_ZUUL_BRANCH (env) beats the profile's project_branches, and
+    # OVERRIDE_<PROJECT>_PROJECT_BRANCH beats both (defaults < profile < env < options).
+    w = cloner_world
+    w.havana("org/project3", "org/project4")
+    item = enqueue(w, "org/project3", "stable/havana", 1)
+    profile = {"project_branches": {"org/project3": "master", "org/project4": "master"}}
+    H4 = w.upstream["org/project4"].tip("stable/havana")
+    got = build(w, item, P[2:4], 0, profile=profile,
+                extra_env={"OVERRIDE_ZUUL_BRANCH": "stable/havana"})
+    assert got == {"org/project3": item.commit, "org/project4": H4}
+    got = build(w, item, P[2:4], 1, profile=profile,
+                extra_env={"OVERRIDE_ZUUL_BRANCH": "stable/havana",
+                           "OVERRIDE_PROJECT4_PROJECT_BRANCH": "master"})
+    assert got == {"org/project3": item.commit, "org/project4": w.upstream[P[3]].tip("master")}
+    got = build(w, item, P[2:4], 2, profile=profile)  # no env override: the profile's map
+    assert got["org/project4"] == w.upstream[P[3]].tip("master")
+
+
 def test_t5_periodic_with_branch(cloner_world: World) -> None:
     w = cloner_world
     w.upstream["org/project"].branch("stable/havana", "master", 1)

@@ -146,18 +146,36 @@ def test_periodic_no_branch_means_master_everywhere() -> None:
     assert [(s.kind, s.ref) for s in plan.projects[0].steps] == [("branch", "master")]
 
 
-@pytest.mark.parametrize("env,expected", [
-    ({"OVERRIDE_NOVA_PROJECT_BRANCH": "stable/x"}, ("stable/x", "env OVERRIDE_NOVA_PROJECT_BRANCH")),
-    ({}, ("stable/p", "profile project_branches")),
+@pytest.mark.parametrize("env,profile,expected", [
+    # The ladder: OVERRIDE_<P>_PROJECT_BRANCH > OVERRIDE_ZUUL_BRANCH/BRANCH_OVERRIDE >
+    # the profile's project_branches > ZUUL_BRANCH > master (the environment beats the profile).
+    ({"OVERRIDE_NOVA_PROJECT_BRANCH": "stable/x", "OVERRIDE_ZUUL_BRANCH": "stable/o"},
+     {"openstack/nova": "stable/p"}, ("stable/x", "env OVERRIDE_NOVA_PROJECT_BRANCH")),
+    ({"OVERRIDE_ZUUL_BRANCH": "stable/o"}, {"openstack/nova": "stable/p"},
+     ("stable/o", "env OVERRIDE_ZUUL_BRANCH")),
+    ({"BRANCH_OVERRIDE": "stable/b"}, {"openstack/nova": "stable/p"},
+     ("stable/b", "env BRANCH_OVERRIDE")),
+    ({"BRANCH_OVERRIDE": "stable/b", "OVERRIDE_ZUUL_BRANCH": "stable/o"}, {},
+     ("stable/o", "env OVERRIDE_ZUUL_BRANCH")),
+    ({"BRANCH_OVERRIDE": "default"}, {"openstack/nova": "stable/p"},
+     ("stable/p", "profile project_branches")),
+    ({}, {"openstack/nova": "stable/p"}, ("stable/p", "profile project_branches")),
+    ({}, {"openstack/glance": "stable/p"}, ("stable/z", "ZUUL_BRANCH")),
 ])
-def test_indicated_branch_precedence(env, expected) -> None:
-    from dsvm import environ
+def test_indicated_branch_precedence(env, profile, expected) -> None:
+    from dsvm import profile as profmod
 
-    branches, _ = environ.project_overrides(env)
-    cfg = config(["openstack/nova"], branch_overrides=branches,
-                 project_branches={"openstack/nova": "stable/p"}, override_branch="stable/o")
-    params = zuul.parse({"ZUUL_BRANCH": "master"})
+    settings = profmod.resolve("base", env)
+    settings.set("project_branches", profile, "profile test")
+    cfg = workspace.config_from(settings, env)
+    params = zuul.parse({"ZUUL_BRANCH": "stable/z"})
     assert workspace.indicated_branch("openstack/nova", params, cfg) == expected
+
+
+def test_indicated_branch_defaults_to_master() -> None:
+    cfg = config(["openstack/nova"])
+    assert workspace.indicated_branch("openstack/nova", zuul.parse({}), cfg) == \
+        ("master", "default")
 
 
 def test_devstack_gate_uc_form_is_accepted() -> None:
