@@ -307,10 +307,7 @@ class Runner:
                   env: Mapping[str, str] | None, timeout: float | None, input: str | None,
                   merge_stderr: bool, attempt: int,
                   on_line: Callable[[str], None] | None) -> Result:
-        shown = display_argv(argv)
-        real = _reveal(argv)
-        run_env = dict(env if env is not None else (self.env if self.env is not None
-                                                    else os.environ))
+        shown, real, run_env = self._prepare(argv, env)
         tail: deque[str] = deque(maxlen=self.tail_lines)
         captured: list[str] = []
         self._log(f"$ {shown}" + (f"   (cwd {os.fspath(cwd)})" if cwd else ""))
@@ -404,10 +401,7 @@ class Runner:
         """Run once without sh: own session, output captured whole, group killed on timeout."""
         import subprocess
 
-        shown = display_argv(argv)
-        real = _reveal(argv)
-        run_env = dict(env if env is not None else (self.env if self.env is not None
-                                                    else os.environ))
+        shown, real, run_env = self._prepare(argv, env)
         start = time.monotonic()
         timed_out = False
         try:
@@ -465,10 +459,7 @@ class Runner:
         """
         import subprocess
 
-        shown = display_argv(argv)
-        real = _reveal(argv)
-        run_env = dict(env if env is not None else (self.env if self.env is not None
-                                                    else os.environ))
+        shown, real, run_env = self._prepare(argv, env)
         tail: deque[str] = deque(maxlen=self.tail_lines)
         self._log(f"$ {shown}" + (f"   (cwd {os.fspath(cwd)})" if cwd else "") + f"   # {desc}")
         try:
@@ -523,6 +514,12 @@ class Runner:
         self._log(f"# exit {child.returncode} in {seconds:.2f}s")
         return Result(argv=shown, exit_code=child.returncode, seconds=seconds, attempts=1,
                       stdout="", tail=tuple(tail), timed_out=timed_out)
+
+    def _prepare(self, argv: Sequence[Arg], env: Mapping[str, str] | None
+                 ) -> tuple[str, list[str], dict[str, str]]:
+        """(display form with secrets masked, argv as executed, environment) of one call."""
+        base = env if env is not None else (self.env if self.env is not None else os.environ)
+        return display_argv(argv), _reveal(argv), dict(base)
 
     def _log(self, line: str) -> None:
         if self.log is None:
