@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import uuid as uuidlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,7 +24,7 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 
 from dsvm.errors import InfraError, UsageError
-from dsvm.results.stream import CRASHED, FINAL, Attachment, Run, TestResult, utc_naive
+from dsvm.results.stream import CRASHED, FINAL, Attachment, Run, TestResult, split_attrs, utc_naive
 
 HEAD = "10a2b6d4b06e"
 # subunit2sql's alembic history, base → head (spec/results.md 3.3).
@@ -185,9 +185,15 @@ def _sqlite_immediate(engine: Engine) -> None:
 @contextmanager
 def transaction(engine: Engine) -> Iterator[Connection]:
     """One transaction; connection problems become InfraError (exit 3) naming the URL."""
+    with _db_errors(engine), engine.begin() as conn:
+        yield conn
+
+
+@contextmanager
+def _db_errors(engine: Engine) -> Iterator[None]:
+    """Driver errors become InfraError (exit 3) naming the URL without its password."""
     try:
-        with engine.begin() as conn:
-            yield conn
+        yield
     except sa.exc.OperationalError as exc:
         raise InfraError(f"results database {shown(engine)} failed: "
                          f"{str(exc.orig or exc).strip().splitlines()[0]}",
@@ -245,8 +251,26 @@ def _lock(conn: Connection) -> None:
 
 
 def _unlock(conn: Connection) -> None:
+    # After COMMIT/ROLLBACK: GET_LOCK belongs to the session, not the transaction; released
+    # before the commit, the next writer could read ``tests`` without this run's new rows.
     if conn.dialect.name in ("mysql", "mariadb"):
-        conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": f"dsvm-{LOCK_ID}"})
+        try:
+            conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": f"dsvm-{LOCK_ID}"})
+        except sa.exc.DBAPIError:  # the session is gone, and its lock with it
+            pass
+
+
+@contextmanager
+def _locked_transaction(engine: Engine) -> Iterator[Connection]:
+    """One transaction holding the per-database writers' lock until it has committed or
+    rolled back (PostgreSQL advisory xact lock, MySQL GET_LOCK, SQLite BEGIN IMMEDIATE)."""
+    with _db_errors(engine), engine.connect() as conn:
+        try:
+            with conn.begin():
+                _lock(conn)
+                yield conn
+        finally:
+            _unlock(conn)
 
 
 # -- storing ---------------------------------------------------------------------------------
@@ -260,13 +284,80 @@ def label(name: str) -> str:
     return name.split(":", 1)[0][:255]
 
 
-def _final_by_base(run: Run) -> dict[str, TestResult]:
+@dataclass
+class _Rows:
+    """A run turned into row values once, before the transaction (the lock is held only for
+    the writes). Lists are aligned with ``names``; ``meta``/``atts`` point into them."""
+
+    names: list[str]  # tests.test_id, first-seen order
+    counts: list[tuple[int, int, float]]  # (success?, failure?, duration) per name
+    times: list[tuple]  # test_runs (status, start, start_µs, stop, stop_µs) per name
+    meta: list[tuple[int, str, str]]  # (name index, key, value) for test_run_metadata
+    atts: list[tuple[int, str, bytes]]  # (name index, label, data) for attachments
+    passes: int
+    fails: int
+    skips: int
+
+
+def _rows(run: Run, dialect: sa.Dialect) -> _Rows:
     # test_runs has UNIQUE(test_id, run_id): a test re-run inside one stream keeps its last
     # result (that is what stestr's --until-failure/combine and retries report as final).
-    by_base: dict[str, TestResult] = {}
+    final: dict[str, tuple[TestResult, str]] = {}
     for test in run.tests:
-        by_base[test.base_id[:256]] = test
-    return by_base
+        base, attrs = split_attrs(test.test_id)
+        final[base[:256]] = (test, attrs)
+    when = _datetime_binder(dialect)
+    labels: dict[str, str] = {}
+    counts, times, meta, atts = [], [], [], []
+    passes = fails = skips = 0
+    for i, (test, attrs) in enumerate(final.values()):
+        status = test.status
+        crashed = status == CRASHED
+        if crashed:
+            status = "fail"
+        ok, bad = int(status == "success"), int(status == "fail")
+        passes += ok
+        fails += bad
+        skips += status == "skip"
+        start, stop = test.start, test.stop
+        if start is None or stop is None:
+            start, stop = utc_naive(start), utc_naive(stop)
+            counts.append((ok, bad, 0.0))
+            times.append((status, start and when(start), start and start.microsecond,
+                           stop and when(stop), stop and stop.microsecond))
+        else:
+            if start.tzinfo is not UTC or stop.tzinfo is not UTC:  # subunit's are UTC
+                start, stop = utc_naive(start), utc_naive(stop)
+            counts.append((ok, bad, max(0.0, (stop - start).total_seconds())))
+            times.append((status, when(start), start.microsecond, when(stop), stop.microsecond))
+        if attrs:
+            meta.append((i, "attrs", attrs[:255]))
+        if test.tags:
+            meta.append((i, "tags", ",".join(sorted(test.tags))[:255]))
+        if crashed:
+            meta.append((i, CRASH_KEY, CRASHED))
+        for att in test.attachments:
+            name = att.name
+            lbl = labels.get(name)
+            if lbl is None:
+                lbl = labels[name] = label(name)
+            atts.append((i, lbl, att.data))
+    return _Rows(list(final), counts, times, meta, atts, passes, fails, skips)
+
+
+def _datetime_binder(dialect: sa.Dialect) -> Callable[[datetime], Any]:
+    """What the driver is given for a DateTime column, from a naive-UTC or UTC-aware
+    datetime (no ``astimezone`` copy for subunit's UTC timestamps): SQLite's text, in
+    SQLAlchemy's format (``isoformat`` when that is identical, checked here), other drivers
+    a naive datetime."""
+    proc = test_runs.c.start_time.type._cached_bind_processor(dialect)
+    if proc is None:
+        return lambda value: value if value.tzinfo is None else value.replace(tzinfo=None)
+    probes = (datetime(2024, 5, 1, 12, 0, 0), datetime(987, 6, 5, 4, 3, 2, 10))
+    if all(proc(v) == v.isoformat(" ", "microseconds") for v in probes):
+        # 'YYYY-MM-DD HH:MM:SS.ffffff' (26 characters), then '+00:00' when aware
+        return lambda value: value.isoformat(" ", "microseconds")[:26]
+    return lambda value: proc(value.replace(tzinfo=None))
 
 
 def store(engine: Engine, run: Run, *, run_uuid: str | None = None,
@@ -274,50 +365,47 @@ def store(engine: Engine, run: Run, *, run_uuid: str | None = None,
           run_at: datetime | None = None) -> StoredRun:
     """Write ``run`` in one transaction; return what was stored. Raises UsageError (schema,
     duplicate uuid) or InfraError (database unreachable)."""
-    by_base = _final_by_base(run)
+    rows = _rows(run, engine.dialect)
     run_uuid = run_uuid or str(uuidlib.uuid4())
-    statuses = [db_status(t) for t in by_base.values()]
-    with transaction(engine) as conn:
-        _lock(conn)
-        try:
-            ensure_schema(conn)
-            if conn.execute(sa.select(runs.c.id).where(runs.c.uuid == run_uuid)).first():
-                raise UsageError(f"run {run_uuid} is already in {shown(engine)}")
-            run_id = conn.execute(runs.insert().values(
-                uuid=run_uuid, passes=statuses.count("success"), fails=statuses.count("fail"),
-                skips=statuses.count("skip"), run_time=run.test_seconds, artifacts=artifacts,
-                run_at=utc_naive(run_at) or datetime.now(UTC).replace(tzinfo=None),
-            )).inserted_primary_key[0]
-            rows = [{"run_id": run_id, "key": str(k)[:255], "value": str(v)[:255]}
-                    for k, v in sorted((meta or {}).items()) if v not in (None, "")]
-            if rows:
-                conn.execute(run_metadata.insert(), rows)
-            test_ids = _upsert_tests(conn, by_base)
-            _insert_test_runs(conn, run_id, by_base, test_ids)
-        finally:
-            _unlock(conn)
-    return StoredRun(run_uuid, int(run_id), len(by_base))
+    run_meta_rows = [(str(k)[:255], str(v)[:255])
+                     for k, v in sorted((meta or {}).items()) if v not in (None, "")]
+    with _locked_transaction(engine) as conn:
+        ensure_schema(conn)
+        if conn.execute(sa.select(runs.c.id).where(runs.c.uuid == run_uuid)).first():
+            raise UsageError(f"run {run_uuid} is already in {shown(engine)}")
+        run_id = conn.execute(runs.insert().values(
+            uuid=run_uuid, passes=rows.passes, fails=rows.fails, skips=rows.skips,
+            run_time=run.test_seconds, artifacts=artifacts,
+            run_at=utc_naive(run_at) or datetime.now(UTC).replace(tzinfo=None),
+        )).inserted_primary_key[0]
+        _executemany(conn, run_metadata.insert(), ("key", "value", "run_id"),
+                     [(k, v, run_id) for k, v in run_meta_rows])
+        test_ids = _upsert_tests(conn, rows)
+        _insert_test_runs(conn, run_id, rows, test_ids)
+    return StoredRun(run_uuid, int(run_id), len(rows.names))
 
 
-def _bulk_insert(conn: Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
-    """executemany straight on the driver: SQLAlchemy's per-row parameter processing was
-    half of the store time (benchmarks/bench_results.py). Type bind processors (SQLite
-    DATETIME as text) are still applied, once per column."""
+def _executemany(conn: Connection, stmt: sa.Insert | sa.Update, keys: tuple[str, ...],
+                 rows: list[tuple], chunk: int | None = None) -> None:
+    """executemany of value tuples (in ``keys`` order) straight on the driver, inside the
+    connection's transaction: SQLAlchemy's per-row parameter handling was most of the store
+    time (benchmarks/bench_results.py). Values must already be what the driver takes (see
+    ``_datetime_binder``); no type processing happens here. ``chunk`` bounds the rows per
+    statement (PyMySQL sends one multi-row INSERT; MySQL's max_allowed_packet)."""
     if not rows:
         return
-    dialect = conn.dialect
-    cols = list(rows[0])
-    compiled = table.insert().compile(dialect=dialect, column_keys=cols)
-    procs = {c: p for c in cols
-             if (p := table.c[c].type._cached_bind_processor(dialect)) is not None}
-    if procs:
-        rows = [{**r, **{c: (p(r[c]) if r[c] is not None else None)
-                         for c, p in procs.items()}} for r in rows]
+    compiled = stmt.compile(dialect=conn.dialect, column_keys=list(keys))
+    params: list
     if compiled.positional:
-        order = compiled.positiontup or []
-        conn.exec_driver_sql(compiled.string, [tuple(r[k] for k in order) for r in rows])
+        order = tuple(compiled.positiontup or ())
+        if order != keys:
+            pick = [keys.index(k) for k in order]
+            rows = [tuple(r[i] for i in pick) for r in rows]
+        params = rows
     else:
-        conn.exec_driver_sql(compiled.string, rows)
+        params = [dict(zip(keys, r, strict=True)) for r in rows]
+    for part in ([params] if chunk is None else _chunks(params, chunk)):
+        conn.exec_driver_sql(compiled.string, part)
 
 
 def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
@@ -325,70 +413,74 @@ def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
         yield items[i:i + size]
 
 
-def _upsert_tests(conn: Connection, by_base: dict[str, TestResult]) -> dict[str, int]:
-    """Create missing ``tests`` rows and update counters like subunit2sql; return id map."""
-    names = list(by_base)
+def _marker(conn: Connection) -> str | None:
+    """The driver's positional placeholder, or None (then SQLAlchemy expands IN lists)."""
+    return {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(conn.dialect.paramstyle)
+
+
+def _existing_tests(conn: Connection, names: list[str]) -> dict[str, tuple]:
+    """test_id → (id, success, failure, run_count, run_time) of the ``tests`` rows there."""
     existing: dict[str, tuple] = {}
+    mark = _marker(conn)
+    cols = "test_id, id, success, failure, run_count, run_time"
     for chunk in _chunks(names):
-        for row in conn.execute(sa.select(tests.c.test_id, tests.c.id, tests.c.success,
-                                          tests.c.failure, tests.c.run_count, tests.c.run_time)
-                                .where(tests.c.test_id.in_(chunk))):
+        if mark:  # SQLAlchemy's expanding IN costs ~10 µs a name; a plain IN list does not
+            found = conn.exec_driver_sql(
+                f"SELECT {cols} FROM tests WHERE test_id IN ({', '.join([mark] * len(chunk))})",
+                tuple(chunk))
+        else:
+            found = conn.execute(sa.select(tests.c.test_id, tests.c.id, tests.c.success,
+                                           tests.c.failure, tests.c.run_count,
+                                           tests.c.run_time).where(tests.c.test_id.in_(chunk)))
+        for row in found:
             existing.setdefault(row[0], tuple(row[1:]))
+    return existing
+
+
+def _upsert_tests(conn: Connection, rows: _Rows) -> list[int]:
+    """Create missing ``tests`` rows and update counters like subunit2sql; return the ids,
+    aligned with ``rows.names``."""
+    top = conn.execute(sa.select(sa.func.max(tests.c.id))).scalar()
+    existing = _existing_tests(conn, rows.names) if top is not None else {}
     new_rows, updates = [], []
-    for name, test in by_base.items():
-        status = db_status(test)
-        ok, bad = int(status == "success"), int(status == "fail")
+    for name, (ok, bad, duration) in zip(rows.names, rows.counts, strict=True):
         if name not in existing:
-            new_rows.append({"test_id": name, "run_count": ok + bad, "success": ok,
-                             "failure": bad, "run_time": test.duration})
+            new_rows.append((name, ok + bad, ok, bad, duration))
         elif ok or bad:
             tid, success, failure, count, avg = existing[name]
             success, failure = success or 0, failure or 0
             if ok and isinstance(avg, float):  # subunit2sql's running average of passes
-                avg = (success * avg + test.duration) / (success + 1)
-            updates.append({"b_id": tid, "b_count": (count or 0) + 1, "b_ok": success + ok,
-                            "b_bad": failure + bad, "b_time": avg})
-    _bulk_insert(conn, tests, new_rows)
-    if updates:
-        conn.execute(tests.update().where(tests.c.id == sa.bindparam("b_id")).values(
-            run_count=sa.bindparam("b_count"), success=sa.bindparam("b_ok"),
-            failure=sa.bindparam("b_bad"), run_time=sa.bindparam("b_time")), updates)
+                avg = (success * avg + duration) / (success + 1)
+            updates.append(((count or 0) + 1, success + ok, failure + bad, avg, tid))
+    _executemany(conn, tests.insert(), ("test_id", "run_count", "success", "failure",
+                                        "run_time"), new_rows)
+    _executemany(conn, tests.update().where(tests.c.id == sa.bindparam("b_id")).values(
+        run_count=sa.bindparam("b_count"), success=sa.bindparam("b_ok"),
+        failure=sa.bindparam("b_bad"), run_time=sa.bindparam("b_time")),
+        ("b_count", "b_ok", "b_bad", "b_time", "b_id"), updates)
     ids = {name: row[0] for name, row in existing.items()}
-    missing = [r["test_id"] for r in new_rows]
-    for chunk in _chunks(missing):
-        for row in conn.execute(sa.select(tests.c.test_id, tests.c.id)
-                                .where(tests.c.test_id.in_(chunk))):
-            ids.setdefault(row[0], row[1])
-    return ids
+    if new_rows:  # the writers' lock is held: every row above the old top id is this run's
+        new = {r[0] for r in new_rows}
+        query = sa.select(tests.c.test_id, tests.c.id)
+        for name, tid in conn.execute(query if top is None else query.where(tests.c.id > top)
+                                      ).all():
+            if name in new:
+                ids.setdefault(name, tid)
+    return [ids[name] for name in rows.names]
 
 
-def _insert_test_runs(conn: Connection, run_id: int, by_base: dict[str, TestResult],
-                      test_ids: dict[str, int]) -> None:
-    rows = []
-    for name, test in by_base.items():
-        start, stop = utc_naive(test.start), utc_naive(test.stop)
-        rows.append({"test_id": test_ids[name], "run_id": run_id, "status": db_status(test),
-                     "start_time": start, "start_time_microsecond": start.microsecond
-                     if start else None, "stop_time": stop,
-                     "stop_time_microsecond": stop.microsecond if stop else None})
-    _bulk_insert(conn, test_runs, rows)
-    tr_ids = dict(conn.execute(sa.select(test_runs.c.test_id, test_runs.c.id)
-                               .where(test_runs.c.run_id == run_id)).all())
-    meta_rows, att_rows = [], []
-    for name, test in by_base.items():
-        tr = tr_ids[test_ids[name]]
-        if test.attrs:
-            meta_rows.append({"test_run_id": tr, "key": "attrs", "value": test.attrs[:255]})
-        if test.tags:
-            meta_rows.append({"test_run_id": tr, "key": "tags",
-                              "value": ",".join(sorted(test.tags))[:255]})
-        if test.status == CRASHED:
-            meta_rows.append({"test_run_id": tr, "key": CRASH_KEY, "value": CRASHED})
-        att_rows.extend({"test_run_id": tr, "label": label(a.name), "attachment": a.data}
-                        for a in test.attachments)
-    _bulk_insert(conn, test_run_metadata, meta_rows)
-    for chunk in _chunks(att_rows):
-        _bulk_insert(conn, attachments, chunk)
+def _insert_test_runs(conn: Connection, run_id: int, rows: _Rows, test_ids: list[int]) -> None:
+    _executemany(conn, test_runs.insert(),
+                 ("test_id", "run_id", "status", "start_time", "start_time_microsecond",
+                  "stop_time", "stop_time_microsecond"),
+                 [(tid, run_id, *t) for tid, t in zip(test_ids, rows.times, strict=True)])
+    by_test = dict(conn.execute(sa.select(test_runs.c.test_id, test_runs.c.id)
+                                .where(test_runs.c.run_id == run_id)).all())
+    tr = [by_test[tid] for tid in test_ids]
+    _executemany(conn, test_run_metadata.insert(), ("key", "value", "test_run_id"),
+                 [(k, v, tr[i]) for i, k, v in rows.meta])  # the table's column order
+    _executemany(conn, attachments.insert(), ("test_run_id", "label", "attachment"),
+                 [(tr[i], lbl, data) for i, lbl, data in rows.atts], chunk=CHUNK)
 
 
 # -- reading ---------------------------------------------------------------------------------
