@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from tests.fixtures import devstack as fake  # noqa: E402
-from tests.integration.test_job import make_cache, write_profile  # noqa: E402
+from tests.fixtures.job_builders import make_cache, write_profile  # noqa: E402
 
 CACHE = ROOT / "benchmarks" / ".cache" / "job"
 PROJECTS = 40

@@ -1,16 +1,14 @@
 """End-to-end ``dsvm run``: real git repos in a cache, the fake devstack run as an unprivileged
 user, a real stestr suite standing in for Tempest, real signals and the process table.
 
-The logs phase (``dsvm.logs.run_phase``) may not be installed yet: the job then reports it as
-``missing`` (exit 2 on an otherwise green run) and these tests expect exactly that; once it
-lands they expect it to run and collect.
+Repo, suite and profile builders live in ``tests/fixtures/job_builders.py`` (the job
+benchmark uses them too).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,87 +19,12 @@ import pytest
 
 from tests.fixtures import devstack as fake
 from tests.fixtures.devstack import grandchildren
+from tests.fixtures.job_builders import make_cache, write_profile
 
 stack_user = fake.stack_user  # the session fixture
 
 
-def _logs_ready() -> bool:
-    try:
-        import dsvm.logs as logs
-    except ImportError:
-        return False
-    return hasattr(logs, "run_phase")
-
-
-LOGS_READY = _logs_ready()
-GREEN = 0 if LOGS_READY else 2  # a green job whose logs phase is missing exits 2, honestly
-
-
-def _git(cwd: Path, *args: str) -> None:
-    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True)
-
-
-def make_suite(root: Path, n: int = 50, failing: int = 0) -> None:
-    """A Tempest-shaped stestr suite: ``n`` tests under tempest.api, ``failing`` of them fail."""
-    api = root / "tempest" / "api"
-    api.mkdir(parents=True)
-    (root / "tempest" / "__init__.py").write_text("")
-    (api / "__init__.py").write_text("")
-    body = ["import unittest", "", "", "class GeneratedTest(unittest.TestCase):"]
-    for i in range(n):
-        body += [f"    def test_{i:03d}(self):", f"        self.assertTrue({i >= failing})", ""]
-    (api / "test_generated.py").write_text("\n".join(body))
-    (root / ".stestr.conf").write_text("[DEFAULT]\ntest_path=./tempest\ntop_dir=./\n")
-
-
-def make_cache(cache: Path, *, failing: int = 0, tests: int = 50,
-               extra_projects: int = 0) -> list[str]:
-    """Git repos for openstack/devstack (the fake), openstack/tempest (the suite) and fillers."""
-    projects = ["openstack/devstack", "openstack/tempest"]
-    shutil.copytree(fake.TREE, cache / "openstack/devstack", symlinks=True)
-    make_suite(cache / "openstack/tempest", tests, failing)
-    for i in range(extra_projects):
-        name = f"openstack/filler{i:02d}"
-        (cache / name).mkdir(parents=True)
-        (cache / name / "README").write_text(f"{name}\n")
-        projects.append(name)
-    for name in projects:
-        _git(cache / name, "init", "-q", "-b", "master")
-        _git(cache / name, "add", "-A")
-        _git(cache / name, "commit", "-q", "-m", f"{name} initial")
-    return projects
-
-
-def write_profile(path: Path, base: Path, cache: Path, user: str, projects: list[str],
-                  extra: str = "") -> Path:
-    path.write_text(f"""\
-extends: base
-projects: {json.dumps(projects)}
-git:
-  base: file://{cache}
-  cache: {cache}
-paths:
-  base: {base}
-devstack:
-  user: {user}
-  localrc:
-    DEST: {base}/new
-    LOGFILE: $BASE/new/logs/devstacklog.txt
-    ADMIN_PASSWORD: s3cr3tAdminPw
-    DSVM_FAKE_STACK: ${{FAKE_STACK:-ok}}
-tempest:
-  selection: all
-  user: ""
-  concurrency: 2
-timeout:
-  logs_minutes: 1
-report:
-  ci_name: ACME CI
-  recheck: recheck-acme
-  contact: ci-team@acme.example
-  log_url: https://logs.example.org/ci
-{extra}""")
-    return path
+GREEN = 0
 
 
 class Job:
@@ -144,7 +67,7 @@ class Job:
 
 
 def _assert_logs_attempted(job: Job) -> None:
-    assert job.status()["logs"] == ("ok" if LOGS_READY else "missing")
+    assert job.status()["logs"] == "ok"
 
 
 @pytest.mark.slow
