@@ -118,7 +118,12 @@ class Git:
                            "check GIT_BASE / OVERRIDE_<PROJECT>_GIT_BASE and the network")
 
     def set_origin(self, repo: Path, url: str) -> None:
-        """Point ``origin`` at ``url`` (adding the remote when it is missing)."""
+        """Point ``origin`` at ``url`` (adding the remote when it is missing).
+
+        A reused repo whose config already says exactly that costs no process.
+        """
+        if origin_url(repo) == url:
+            return
         res = self._run(["remote", "set-url", "--", "origin", url], "set origin", repo,
                         check=False)
         if not res.ok:
@@ -144,6 +149,46 @@ class Git:
             raise error if is_infra_failure(res) else InfraError(
                 error.message, hint="the local copy may be damaged", log_path=error.log_path,
                 details=error.details)
+
+    def origin_in_sync(self, repo: Path, project: str) -> dict[str, str] | None:
+        """Ask origin for its branches and tags (``ls-remote``, one round trip, no pack
+        negotiation); return {ref: sha} of ``refs/remotes/origin/*`` and ``refs/tags/*`` when
+        the repo already mirrors them exactly — ``fetch_origin`` would change nothing — else
+        None (the caller fetches). Raises RemoteError when origin cannot be reached.
+        """
+        local = read_refs(repo)
+        if local is None:
+            return None
+        res = self._net(["ls-remote", "--heads", "--tags", "--", "origin"],
+                        f"list {project}'s refs on origin", repo)
+        if not res.ok:
+            if is_infra_failure(res):
+                raise _failure(f"could not update {project} from its upstream", res,
+                               self.runner, "the upstream git server may be down; a recheck "
+                               "retries")
+            return None  # let fetch_origin (and its gc-and-retry) deal with it
+        heads: dict[str, str] = {}
+        tags: dict[str, str] = {}
+        for line in res.stdout.split("\n"):
+            sha, _, name = line.partition("\t")
+            if not name or name.endswith("^{}"):
+                continue
+            if not _is_sha(sha):
+                return None
+            if name.startswith("refs/heads/"):
+                heads[name[len("refs/heads/"):]] = sha
+            elif name.startswith("refs/tags/"):
+                tags[name] = sha
+        mine = {"refs/heads/": {}, "refs/remotes/origin/": {}, "refs/tags/": {}}
+        for name, sha in local.items():
+            for prefix, table in mine.items():
+                if name.startswith(prefix):
+                    table[name[len(prefix):] if prefix != "refs/tags/" else name] = sha
+        mine["refs/remotes/origin/"].pop("HEAD", None)  # a symref fetch never touches
+        if not heads or mine["refs/heads/"] != heads or \
+                mine["refs/remotes/origin/"] != heads or mine["refs/tags/"] != tags:
+            return None
+        return {**{f"refs/remotes/origin/{b}": sha for b, sha in heads.items()}, **tags}
 
     def fetch_ref(self, repo: Path, url: str, ref: str, project: str) -> bool:
         """Fetch ``ref`` from ``url`` into FETCH_HEAD; False when it does not exist there.
@@ -178,6 +223,15 @@ class Git:
                 out[name] = sha
         return out
 
+    def origin_refs(self, repo: Path) -> dict[str, str]:
+        """{refname: sha} of ``refs/remotes/origin/*`` and ``refs/tags/*`` (symrefs left out),
+        read from the ref files when they are plain, else from ``for-each-ref``."""
+        refs = read_refs(repo)
+        if refs is None:
+            refs = self.refs(repo, "refs/remotes/origin", "refs/tags")
+            refs.pop("refs/remotes/origin/HEAD", None)
+        return {name: sha for name, sha in refs.items() if not name.startswith("refs/heads/")}
+
     def rev_parse(self, repo: Path, rev: str) -> str | None:
         """Return the commit ``rev`` names in ``repo``, or None when it names none."""
         res = self._run(["rev-parse", "--verify", "--quiet", "--end-of-options",
@@ -210,6 +264,11 @@ class Git:
         self._run(["checkout", "--quiet", "--force", "--detach", sha, "--"],
                   f"check out {sha[:12]}", repo)
 
+    def refresh_index(self, repo: Path) -> None:
+        """``update-index --refresh``: re-check racily clean entries and record their stat data
+        (a maintenance step: its failure is ignored, the next git command does the same)."""
+        self._run(["update-index", "-q", "--refresh"], "refresh the index", repo, check=False)
+
     def reset_hard(self, repo: Path) -> None:
         """``git reset --hard`` to HEAD (exit 1 tolerated, as zuul-cloner did)."""
         self._run(["reset", "--quiet", "--hard"], "reset", repo, ok_codes=(0, 1))
@@ -230,6 +289,83 @@ class Git:
 
 def _is_sha(text: str) -> bool:
     return len(text) == 40 and all(c in "0123456789abcdef" for c in text)
+
+
+def origin_url(repo: Path) -> str | None:
+    """The url of remote ``origin`` as ``repo/.git/config`` plainly says it, or None when the
+    file says it any other way (no such remote, several urls, quoting, includes): then the
+    caller asks git. Reads one small file instead of running a process.
+    """
+    try:
+        text = (repo / ".git" / "config").read_text()
+    except (OSError, UnicodeDecodeError):
+        return None
+    urls: list[str] = []
+    section = None
+    for raw in text.split("\n"):
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            if not line.endswith("]"):
+                return None
+            section = line[1:-1].strip()
+            if section.lower().startswith("include"):
+                return None
+            continue
+        if section == 'remote "origin"':
+            key, eq, value = line.partition("=")
+            if key.strip().lower() == "url":
+                value = value.strip()
+                if not eq or not value or any(c in value for c in '"\\;#'):
+                    return None
+                urls.append(value)
+    return urls[0] if len(urls) == 1 else None
+
+
+def read_refs(repo: Path) -> dict[str, str] | None:
+    """{refname: sha} of ``refs/heads``, ``refs/remotes/origin`` and ``refs/tags`` read from
+    the files backend (loose refs beat ``packed-refs``; symrefs left out), or None when the repo
+    stores refs in a way this does not read (then ask git). Reads files, runs no process.
+    """
+    gitdir = repo / ".git"
+    if (gitdir / "reftable").exists() or not (gitdir / "refs").is_dir():
+        return None
+    prefixes = ("refs/heads/", "refs/remotes/origin/", "refs/tags/")
+    refs: dict[str, str] = {}
+    try:
+        packed = (gitdir / "packed-refs").read_text()
+    except FileNotFoundError:
+        packed = ""
+    except (OSError, UnicodeDecodeError):
+        return None
+    for line in packed.split("\n"):
+        if not line or line[0] in "#^":
+            continue
+        sha, _, name = line.partition(" ")
+        if not _is_sha(sha) or not name:
+            return None
+        if name.startswith(prefixes):
+            refs[name] = sha
+    for prefix in prefixes:
+        top = gitdir / prefix
+        for dirpath, _, files in os.walk(top):
+            for fname in files:
+                path = Path(dirpath) / fname
+                if fname.endswith(".lock"):
+                    continue
+                try:
+                    text = path.read_text().strip()
+                except (OSError, UnicodeDecodeError):
+                    return None
+                name = path.relative_to(gitdir).as_posix()
+                if text.startswith("ref: "):
+                    refs.pop(name, None)
+                    continue
+                if not _is_sha(text):
+                    return None
+                refs[name] = text
+    return refs
 
 
 def remove_stale_locks(repo: Path) -> list[str]:

@@ -16,7 +16,6 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from dsvm.profile import Settings
 
 DEFAULT_GIT_BASE = "https://opendev.org"
+SETTLE_MIN_INDEX_BYTES = 64 * 1024  # ~700 files: below it, _settle_indexes does not pay
 
 # spec devstack-gate §2.3: projects a feature flag pulls in.
 FLAG_PROJECTS = {
@@ -383,6 +383,8 @@ def apply(workspace: WorkspacePlan, git: Git, *, jobs: int = 4, ui: Ui | None = 
     Projects run ``jobs`` at a time; a project whose destination lies inside another's waits
     for it (the parent clone needs its directory first).
     """
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
     by_name: dict[str, Outcome] = {}
     for wave in _waves(workspace.projects):
         pool = ThreadPoolExecutor(max_workers=max(1, jobs))
@@ -397,14 +399,56 @@ def apply(workspace: WorkspacePlan, git: Git, *, jobs: int = 4, ui: Ui | None = 
             pool.shutdown(wait=True, cancel_futures=True)  # queued projects never start
             raise
         pool.shutdown()
-    return [by_name[p.name] for p in workspace.projects]
+    outcomes = [by_name[p.name] for p in workspace.projects]
+    _settle_indexes([Path(o.path) for o in outcomes if not o.reused], git, jobs)
+    return outcomes
+
+
+def _settle_indexes(repos: list[Path], git: Git, jobs: int) -> None:
+    """Refresh the index of fresh checkouts once the second they were written in is over.
+
+    A checkout writes its files and then the index within the same second, so git (which
+    compares whole seconds) must treat every such file as "racily clean" and re-read it at the
+    next index refresh — the next job's, on a reused workspace. Settling it here, while the
+    node is ours, costs one ``update-index --refresh`` per fresh repo (the work the next
+    command would do; gerrit-git-prep's ``reset --hard`` after the clone did it too) and at
+    most a second's wait for the youngest index. Small repos are left alone: re-reading a few
+    hundred files costs the next job less than the wait.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def index_stat(repo: Path) -> tuple[float, int]:
+        try:
+            st = (repo / ".git" / "index").stat()
+        except OSError:
+            return 0.0, 0
+        return st.st_mtime, st.st_size
+
+    stats = ((index_stat(r), r) for r in repos)
+    pending = sorted((mtime, repo) for (mtime, size), repo in stats
+                     if size >= SETTLE_MIN_INDEX_BYTES)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        for written, repo in pending:
+            # + 50 ms: file times come from the kernel's coarse clock, a tick behind time().
+            if written and (wait := int(written) + 1.05 - time.time()) > 0:
+                time.sleep(wait)
+            pool.submit(git.refresh_index, repo)
 
 
 def _waves(projects: Iterable[ProjectCheckout]) -> list[list[ProjectCheckout]]:
     items = list(projects)
-    paths = [Path(p.path) for p in items]
-    depth = {p.name: sum(1 for other in paths if other != Path(p.path)
-                         and Path(p.path).is_relative_to(other)) for p in items}
+    # Strings, not Paths: 40 projects make 1,600 comparisons, and pathlib costs ~0.1 s of them.
+    paths = {os.path.normpath(p.path) for p in items}
+
+    def depth_of(path: str) -> int:  # how many other projects' destinations contain it
+        found, parent = 0, os.path.dirname(path)
+        while True:
+            found += parent in paths
+            if parent == os.path.dirname(parent):
+                return found
+            parent = os.path.dirname(parent)
+
+    depth = {p.name: depth_of(os.path.normpath(p.path)) for p in items}
     return [[p for p in items if depth[p.name] == d] for d in sorted(set(depth.values()))]
 
 
@@ -417,9 +461,7 @@ def apply_project(item: ProjectCheckout, git: Git) -> Outcome:
     reused, source, note = _obtain(item, git, dest)
     try:
         git.set_origin(dest, item.origin)
-        git.fetch_origin(dest, item.name)
-        step, sha, skipped = _choose(item, git, dest)
-        git.checkout(dest, sha)
+        step, sha, skipped = _update_and_check_out(item, git, dest, reused)
     except DsvmError as exc:
         if reused or source != "cache" or isinstance(exc, (UsageError, gitmod.RemoteError)):
             raise
@@ -428,6 +470,28 @@ def apply_project(item: ProjectCheckout, git: Git) -> Outcome:
         note = f"cache copy of {item.name} is damaged ({exc.message}): cloned from the upstream"
         return _retry_from_network(item, git, start, note)
     return _finish(item, git, dest, step, sha, skipped, source, note, reused, start)
+
+
+def _update_and_check_out(item: ProjectCheckout, git: Git, dest: Path,
+                          reused: bool) -> tuple[Step, str, list[str]]:
+    """Bring origin's branches and tags in, walk the ladder, check the rung out."""
+    # A reused repo usually mirrors origin already: one ls-remote proves it and spares the
+    # fetch (and its connectivity check). Should the checkout then find objects missing, the
+    # full fetch below gets its chance to repair the repo, as it always had.
+    from dsvm.proc import CommandFailed
+
+    refs = git.origin_in_sync(dest, item.name) if reused else None
+    if refs is not None:
+        step, sha, skipped = _choose(item, git, dest, refs)
+        try:
+            git.checkout(dest, sha)
+            return step, sha, skipped
+        except CommandFailed:
+            pass
+    git.fetch_origin(dest, item.name)
+    step, sha, skipped = _choose(item, git, dest, git.origin_refs(dest))
+    git.checkout(dest, sha)
+    return step, sha, skipped
 
 
 def _retry_from_network(item: ProjectCheckout, git: Git, start: float, note: str) -> Outcome:
@@ -512,9 +576,10 @@ def walk(steps: Iterable[Step], has_branch: Callable[[str], bool],
     return None
 
 
-def _choose(item: ProjectCheckout, git: Git, dest: Path) -> tuple[Step, str, list[str]]:
-    """Walk the ladder in the repo; return (the step used, its commit, skipped steps)."""
-    refs = git.refs(dest, "refs/remotes/origin", "refs/tags")
+def _choose(item: ProjectCheckout, git: Git, dest: Path,
+            refs: Mapping[str, str]) -> tuple[Step, str, list[str]]:
+    """Walk the ladder in the repo (``refs``: its origin branches and tags); return (the step
+    used, its commit, skipped steps)."""
     found = walk(item.steps, lambda b: f"refs/remotes/origin/{b}" in refs,
                  lambda step: _resolve(step, item, git, dest, refs))
     if found:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from dsvm import workspace
 from dsvm.errors import InfraError
 from tests.fixtures import gitrepos
 from tests.fixtures.gitrepos import World, git, head_of, run_workspace
@@ -276,3 +277,104 @@ def test_submodules_are_checked_out(cloner_world: World, git_home: Path) -> None
     rows = run_workspace(w, {}, ["org/withsub"])
     assert rows["org/withsub"]["commit"] == commit
     assert head_of(w.base / "new/withsub/lib") == lib.tip("master")
+
+
+def _fetches_from_origin(w: World) -> int:
+    log = (w.base.parent / "job/.dsvm/workspace.log").read_text()
+    return sum(1 for line in log.split("\n") if line.startswith("$ git fetch") and " origin " in line)
+
+
+def test_reused_workspace_in_sync_with_origin_is_not_fetched_again(cloner_world: World) -> None:
+    w = cloner_world
+    w.upstream["org/project2"].tag("v1", w.upstream["org/project2"].tip("master"),
+                                   annotated=True)
+    run_workspace(w, {}, ["org/project1", "org/project2"])
+    assert _fetches_from_origin(w) == 2
+    repo = w.base / "new/project2"
+    (repo / "README").write_text("changed by the last job")
+    (repo / "junk.pyc").write_text("x")
+    rows = run_workspace(w, {}, ["org/project1", "org/project2"])
+    assert _fetches_from_origin(w) == 2  # ls-remote showed nothing new: no fetch
+    for name in ("org/project1", "org/project2"):
+        assert rows[name]["reused"] and rows[name]["commit"] == w.upstream[name].tip("master")
+    assert git(repo, "status", "--porcelain", "--ignored") == ""
+
+
+def test_reused_workspace_follows_an_upstream_that_moved(cloner_world: World) -> None:
+    # The previous job's refs are stale: the new tip, a new branch and tag, and the pruning of a
+    # deleted branch must all arrive (never a silently old branch tip).
+    w = cloner_world
+    up = w.upstream["org/project1"]
+    up.branch("feature/old")
+    run_workspace(w, {}, ["org/project1"])
+    repo = w.base / "new/project1"
+    new_tip = up.commit("master", "moved on")
+    up.branch("stable/new")
+    up.tag("v2", new_tip)
+    git(up.path, "update-ref", "-d", "refs/heads/feature/old")
+    rows = run_workspace(w, {}, ["org/project1"])
+    assert rows["org/project1"]["reused"] is True
+    assert rows["org/project1"]["commit"] == new_tip == head_of(repo)
+    refs = git(repo, "for-each-ref", "--format=%(refname)").split("\n")
+    assert "refs/remotes/origin/stable/new" in refs and "refs/heads/stable/new" in refs
+    assert "refs/tags/v2" in refs
+    assert not any("feature/old" in ref for ref in refs)
+
+
+def test_reused_workspace_gets_its_origin_repointed(cloner_world: World, tmp_path: Path) -> None:
+    w = cloner_world
+    run_workspace(w, {}, ["org/project1"])
+    repo = w.base / "new/project1"
+    mirror = tmp_path / "mirror"
+    shutil.copytree(w.upstream.root, mirror)
+    moved = gitrepos._fast_commit(mirror / "org/project1", "refs/heads/master", "mirror only",
+                                  {"m.txt": "m\n"}, [w.upstream["org/project1"].tip("master")])
+    rows = run_workspace(w, {}, ["org/project1"], profile={"git": {"base": str(mirror)}})
+    assert git(repo, "remote", "get-url", "origin") == str(mirror / "org/project1")
+    assert rows["org/project1"]["commit"] == moved == head_of(repo)
+
+
+def test_reused_workspace_with_upstream_down_is_exit_3_not_a_stale_tip(cloner_world: World) -> None:
+    # The previous job's refs are there, but only origin can say whether they are current.
+    w = cloner_world
+    run_workspace(w, {}, ["org/project1"])
+    down = {"git": {"base": f"http://127.0.0.1:{_free_port()}", "attempts": 2, "backoff": 0}}
+    with pytest.raises(InfraError) as err:
+        run_workspace(w, {}, ["org/project1"], profile=down)
+    assert err.value.exit_code == 3
+    assert "org/project1" in err.value.message and "upstream" in err.value.message
+    assert "after 2 attempts" in err.value.details["result"]
+
+
+def test_reused_workspace_missing_objects_gets_the_full_fetch(cloner_world: World) -> None:
+    # In sync by its refs, but the commit is gone: the checkout fails, then the full fetch (and
+    # its gc-and-retry) gets its chance, as before the ls-remote shortcut existed.
+    w = cloner_world
+    up = w.upstream["org/project1"]
+    run_workspace(w, {}, ["org/project1"])
+    repo = w.base / "new/project1"
+    new_tip = up.commit("master", "moved on")
+    git(repo, "fetch", "-q", "origin", "+refs/heads/*:refs/remotes/origin/*",
+        "+refs/heads/*:refs/heads/*", "--update-head-ok")
+    loose = repo / ".git/objects" / new_tip[:2] / new_tip[2:]
+    assert loose.is_file()
+    loose.unlink()
+    log = w.base.parent / "job/.dsvm/workspace.log"
+    before = log.read_text().count("\n$ git fetch")
+    rows = run_workspace(w, {}, ["org/project1"])
+    assert rows["org/project1"]["commit"] == new_tip == head_of(repo)
+    assert log.read_text().count("\n$ git fetch") > before
+
+
+def test_fresh_checkout_leaves_no_racily_clean_index(cloner_world: World) -> None:
+    # Files written in the index's own second would make the next job's first git command
+    # re-read every one of them; dsvm settles the index once that second is over.
+    w = cloner_world
+    gitrepos.fast_history(w.upstream.root / "org/big", commits=2, files=1500, branches={},
+                          seed="big")
+    run_workspace(w, {}, ["org/big", "org/project1"])
+    repo = w.base / "new/big"
+    assert (repo / ".git/index").stat().st_size >= workspace.SETTLE_MIN_INDEX_BYTES
+    newest = max(p.stat().st_mtime for p in repo.rglob("*") if ".git" not in p.parts)
+    assert int((repo / ".git/index").stat().st_mtime) > int(newest)
+    assert git(repo, "status", "--porcelain", "--ignored") == ""

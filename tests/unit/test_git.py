@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,51 @@ def test_remove_stale_locks(tmp_path: Path) -> None:
     (repo / ".git/HEAD.lock").write_text("")
     assert sorted(git.remove_stale_locks(repo)) == ["HEAD.lock", "index.lock"]
     assert git.remove_stale_locks(repo) == []
+
+
+@pytest.mark.parametrize("config,url", [
+    ('[core]\n\tbare = false\n[remote "origin"]\n\turl = https://opendev.org/openstack/nova\n'
+     '\tfetch = +refs/heads/*:refs/remotes/origin/*\n', "https://opendev.org/openstack/nova"),
+    ('[remote "origin"]\n\tURL=/srv/git/x\n', "/srv/git/x"),
+    ('[remote "upstream"]\n\turl = https://a/b\n', None),  # no origin: ask git
+    ('[remote "origin"]\n\turl = https://a/b\n\turl = https://c/d\n', None),  # two urls
+    ('[remote "origin"]\n\turl = "https://a/b"\n', None),  # quoting: ask git
+    ('[include]\n\tpath = other\n[remote "origin"]\n\turl = https://a/b\n', None),
+    ('[remote.origin]\n\turl = https://a/b\n', None),
+])
+def test_origin_url_reads_only_what_is_plain(tmp_path: Path, config: str, url: str | None) -> None:
+    repo = _fake_repo(tmp_path / "r")
+    (repo / ".git/config").write_text(config)
+    assert git.origin_url(repo) == url
+
+
+def test_read_refs_agrees_with_for_each_ref(tmp_path: Path) -> None:
+    import subprocess
+
+    def run(*args: str) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                              cwd=repo, check=True, capture_output=True, text=True,
+                              env={"PATH": os.environ["PATH"], "HOME": str(tmp_path)}).stdout
+
+    repo = tmp_path / "r"
+    repo.mkdir()
+    run("init", "-q", "--initial-branch=master")
+    run("commit", "-q", "--allow-empty", "-m", "one")
+    one = run("rev-parse", "HEAD").strip()
+    for ref in ("refs/remotes/origin/master", "refs/remotes/origin/stable/x",
+                "refs/tags/plain", "refs/remotes/other/master", "refs/changes/1/1/1"):
+        run("update-ref", ref, one)
+    run("tag", "-a", "-m", "annotated", "annotated", one)
+    run("pack-refs", "--all")
+    run("commit", "-q", "--allow-empty", "-m", "two")  # loose refs/heads/master beats packed
+    run("update-ref", "refs/remotes/origin/master", "HEAD")
+    run("update-ref", "-d", "refs/remotes/origin/stable/x")  # deleted: gone from packed-refs
+    run("symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/master")
+    (repo / ".git/refs/remotes/origin/master.lock").write_text("")  # a lock is not a ref
+    listed = run("for-each-ref", "--format=%(objectname) %(refname)", "refs/heads",
+                 "refs/remotes/origin", "refs/tags")
+    expected = {name: sha for sha, name in (line.split(" ") for line in listed.splitlines())}
+    del expected["refs/remotes/origin/HEAD"]  # symrefs are left out
+    assert git.read_refs(repo) == expected
+    (repo / ".git/refs/tags/broken").write_text("not a sha\n")
+    assert git.read_refs(repo) is None  # anything odd: ask git
