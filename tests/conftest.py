@@ -38,3 +38,16 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """In CI (CI=true) a test skipped for a tool or server .ci/run provides is a failure.
+
+    Locally such tests skip when the tool is missing; in CI that would hide a broken setup.
+    """
+    outcome = yield
+    report = outcome.get_result()
+    if report.skipped and os.environ.get("CI") == "true" and ".ci/" in str(report.longrepr):
+        report.outcome = "failed"
+        report.longrepr = f"skipped in CI, but .ci/run must provide it: {report.longrepr}"
