@@ -110,18 +110,26 @@ class Loaded:
         return "\n".join(f"{n:4d} | {src[n - 1]}" for n in range(lo, hi + 1))
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
+
+
 def _load_file(path: Path) -> Loaded:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ProfileError(f"cannot read profile {path}: {exc.strerror}") from exc
+    # One parse: compose the node tree (for line numbers), then construct values from it.
+    loader = _LOADER(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise ProfileError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}",
                            hint="check indentation and quoting around that line") from exc
+    finally:
+        loader.dispose()
     if node is None:
         return Loaded(path, {}, {}, text)
     if not isinstance(node, yaml.MappingNode):
@@ -129,8 +137,7 @@ def _load_file(path: Path) -> Loaded:
                            f"of settings", hint="see profiles/base.yaml for the shape")
     lines: dict[str, int] = {}
     _record_lines(node, "", lines, depth=0)
-    data = yaml.safe_load(text) or {}
-    return Loaded(path, data, lines, text)
+    return Loaded(path, data or {}, lines, text)
 
 
 def _record_lines(node: yaml.Node, prefix: str, lines: dict[str, int], depth: int) -> None:
