@@ -645,7 +645,7 @@ class LiveReader:
         if avail < 6:  # signature, 2 bytes of flags, 1-3 bytes of length: read as 6
             if final:
                 self._bad(bytes(buf[pos:pos + 1]), f"Short read - got {avail - 1} bytes, "
-                                                   "wanted 5")
+                                                   "wanted 5 bytes")
             return -1
         flags = (buf[pos + 1] << 8) | buf[pos + 2]
         first = buf[pos + 3]
@@ -661,7 +661,7 @@ class LiveReader:
         if avail < length:
             if final:  # python-subunit shows the 6 bytes it read before the short read
                 self._bad(bytes(buf[pos:pos + 6]),
-                          f"Short read - got {avail - 6} bytes, wanted {length - 6}")
+                          f"Short read - got {avail - 6} bytes, wanted {length - 6} bytes")
             return -1
         packet = bytes(buf[pos:pos + length])  # a copy: buf is resized after the loop
         crc = struct.unpack(">I", packet[-4:])[0]
