@@ -135,7 +135,7 @@ def parse_edits(text: str, path: str, where: str) -> list[tuple[str, list[str]]]
         return _yaml_edits(text, path, where)
     import shlex
 
-    from dsvm.errors import Problem, UsageError
+    from dsvm.errors import Problem
 
     edits, problems = [], []
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -147,15 +147,8 @@ def parse_edits(text: str, path: str, where: str) -> list[tuple[str, list[str]]]
         if not words:
             continue
         fn = ACTIONS.get(words[0]) or words[0]
-        edit, problem = _edit(fn, words[1:], path, f"{where}:{lineno}")
-        if problem:
-            problems.append(problem)
-        elif edit:
-            edits.append(edit)
-    if problems:
-        raise UsageError(f"{len(problems)} bad edit(s) in {where}; nothing was changed",
-                         problems=problems)
-    return edits
+        _keep(_edit(fn, words[1:], path, f"{where}:{lineno}"), edits, problems)
+    return _all_or_nothing(edits, problems, where)
 
 
 def _edit(fn: str, args: list[str], path: str, where: str) -> tuple[tuple[str, list[str]] | None, object]:
@@ -167,6 +160,26 @@ def _edit(fn: str, args: list[str], path: str, where: str) -> tuple[tuple[str, l
                              hint="one of: " + ", ".join(ACTIONS))
     sudo = args[:1] == ["-sudo"]
     return (fn, (["-sudo"] if sudo else []) + [path] + args[int(sudo):]), None
+
+
+def _keep(found: tuple[tuple[str, list[str]] | None, object], edits: list, problems: list
+          ) -> None:
+    """File one parsed edit, or its problem."""
+    edit, problem = found
+    if problem:
+        problems.append(problem)
+    elif edit:
+        edits.append(edit)
+
+
+def _all_or_nothing(edits: list, problems: list, where: str) -> list[tuple[str, list[str]]]:
+    """The edits when every one parsed; otherwise exit 2 listing every problem."""
+    from dsvm.errors import UsageError
+
+    if problems:
+        raise UsageError(f"{len(problems)} bad edit(s) in {where}; nothing was changed",
+                         problems=problems)
+    return edits
 
 
 def _yaml_edits(text: str, path: str, where: str) -> list[tuple[str, list[str]]]:
@@ -196,15 +209,9 @@ def _yaml_edits(text: str, path: str, where: str) -> list[tuple[str, list[str]]]
         (action, args), = item.items()
         args = args if isinstance(args, list) else [args]
         words = ["" if a is None else _yaml_str(a) for a in args]
-        edit, problem = _edit(ACTIONS.get(str(action)) or str(action), words, target, label)
-        if problem:
-            problems.append(problem)
-        elif edit:
-            edits.append(edit)
-    if problems:
-        raise UsageError(f"{len(problems)} bad edit(s) in {where}; nothing was changed",
-                         problems=problems)  # type: ignore[arg-type]
-    return edits
+        _keep(_edit(ACTIONS.get(str(action)) or str(action), words, target, label), edits,
+              problems)
+    return _all_or_nothing(edits, problems, where)
 
 
 def _yaml_str(value: object) -> str:
