@@ -140,13 +140,16 @@ def heads(dest: Path) -> dict[str, str]:
 
 
 def measure(root: Path, names: list[str], work: Path, env: dict[str, str],
-            reps: int) -> dict[str, list[float]]:
+            reps: int, kinds: tuple[str, ...] = ("cold", "warm")) -> dict[str, list[float]]:
     """Alternate dsvm and the baseline inside each repetition so both see the same load."""
     runs = {"dsvm": (run_dsvm, work / "dsvm/new"), "baseline": (run_baseline, work / "base/new")}
-    times: dict[str, list[float]] = {f"{n} {k}": [] for n in runs for k in ("cold", "warm")}
+    times: dict[str, list[float]] = {f"{n} {k}": [] for n in runs for k in kinds}
     for rep in range(reps):
-        for kind in ("cold", "warm"):
+        for kind in kinds:
             for name, (fn, dest) in runs.items():
+                if kind == "warm" and not dest.is_dir():  # --only warm: one untimed cold run
+                    dest.mkdir(parents=True)
+                    fn(root, names, dest, env)
                 if kind == "cold":
                     shutil.rmtree(dest.parent, ignore_errors=True)
                     dest.mkdir(parents=True)
@@ -164,6 +167,8 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="6 small projects, 3 repetitions")
     parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--only", choices=("cold", "warm"),
+                        help="measure one case (warm: after one untimed cold run)")
     args = parser.parse_args()
     projects, commits, files, reps = (6, 200, 200, 3) if args.quick else (40, 2000, 2000, 5)
     reps = args.reps or reps
@@ -189,12 +194,16 @@ def main() -> int:
     work = ROOT / "benchmarks/.cache/run"
     env["WORKSPACE"] = str(ROOT / "benchmarks/.cache/job")  # dsvm's phase log goes there
     print(f"load average before: {_load()}")
-    times = measure(cache_dir, names, work, env, reps)
+    kinds = (args.only,) if args.only else ("cold", "warm")
+    shutil.rmtree(work, ignore_errors=True)
+    times = measure(cache_dir, names, work, env, reps, kinds)
     print(f"load average after: {_load()}")
     same = heads(work / "dsvm/new") == heads(work / "base/new")
     dirty_left = unclean(work / "dsvm/new")
     shutil.rmtree(work, ignore_errors=True)
     for kind, goal in (("cold", 3), ("warm", 5)):
+        if kind not in kinds:
+            continue
         dm, bm = statistics.median(times[f"dsvm {kind}"]), statistics.median(times[f"baseline {kind}"])
         print(f"{kind}: dsvm median {dm:.2f}s, baseline median {bm:.2f}s, "
               f"ratio {bm / dm:.1f}x (goal >= {goal}x)")

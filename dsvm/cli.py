@@ -53,8 +53,9 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """Return the full parser of DESIGN.md's CLI contract."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """Return the parser of DESIGN.md's CLI contract; with ``only``, just that command's
+    subparser is added (argparse costs ~3 ms a command, which a job pays at every step)."""
     parser = _Parser(
         prog="dsvm",
         description="Run an OpenStack third-party CI job: workspace from Zuul, devstack, "
@@ -74,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     for name, module in COMMANDS.items():
-        importlib.import_module(f"dsvm.commands.{module}").register(sub, name)
+        if only is None or name == only:
+            importlib.import_module(f"dsvm.commands.{module}").register(sub, name)
     return parser
 
 
@@ -84,7 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     fast = _fast_ini(args_list)
     if fast is not None:
         return fast
-    parser = build_parser()
+    at = _command_at(args_list)
+    named = args_list[at] if at < len(args_list) else None
+    parser = build_parser(named if named in COMMANDS else None)
     args = parser.parse_args(args_list)
     lean = args.command in LEAN_COMMANDS
     if not lean:
@@ -111,9 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 _GLOBAL_FLAGS = {"-v", "--verbose", "--no-color"}
 
 
-def _fast_ini(args_list: list[str]) -> int | None:
-    """``dsvm [globals] ini ACTION ...`` without building any parser (hook scripts call it
-    hundreds of times); None when argparse should handle the line (--help, no action…)."""
+def _command_at(args_list: list[str]) -> int:
+    """Index of the command name in ``args_list`` (past the global options), or its length.
+    Anything else there (``--help``, ``--version``, a typo) stops the scan: the full parser
+    then handles the line."""
     i = 0
     while i < len(args_list):
         arg = args_list[i]
@@ -123,6 +128,13 @@ def _fast_ini(args_list: list[str]) -> int | None:
             i += 2
         else:
             break
+    return i
+
+
+def _fast_ini(args_list: list[str]) -> int | None:
+    """``dsvm [globals] ini ACTION ...`` without building any parser (hook scripts call it
+    hundreds of times); None when argparse should handle the line (--help, no action…)."""
+    i = _command_at(args_list)
     rest = args_list[i + 1:]
     if args_list[i:i + 1] != ["ini"] or not rest or rest[0].startswith("-"):
         return None

@@ -159,22 +159,12 @@ class Git:
         local = read_refs(repo)
         if local is None:
             return None
-        res = self._net(["ls-remote", "--heads", "--tags", "--", "origin"],
-                        f"list {project}'s refs on origin", repo)
-        if not res.ok:
-            if is_infra_failure(res):
-                raise _failure(f"could not update {project} from its upstream", res,
-                               self.runner, "the upstream git server may be down; a recheck "
-                               "retries")
-            return None  # let fetch_origin (and its gc-and-retry) deal with it
+        theirs = self._origin_heads_and_tags(repo, project)
+        if theirs is None:
+            return None
         heads: dict[str, str] = {}
         tags: dict[str, str] = {}
-        for line in res.stdout.split("\n"):
-            sha, _, name = line.partition("\t")
-            if not name or name.endswith("^{}"):
-                continue
-            if not _is_sha(sha):
-                return None
+        for name, sha in theirs.items():
             if name.startswith("refs/heads/"):
                 heads[name[len("refs/heads/"):]] = sha
             elif name.startswith("refs/tags/"):
@@ -189,6 +179,36 @@ class Git:
                 mine["refs/remotes/origin/"] != heads or mine["refs/tags/"] != tags:
             return None
         return {**{f"refs/remotes/origin/{b}": sha for b, sha in heads.items()}, **tags}
+
+    def _origin_heads_and_tags(self, repo: Path, project: str) -> dict[str, str] | None:
+        """{ref: sha} of origin's ``refs/heads/*`` and ``refs/tags/*``, or None when they
+        cannot be listed plainly (the caller then fetches). An origin on this machine (a path
+        or ``file://``, e.g. a local mirror as GIT_BASE) is read from its ref files, as
+        ``ls-remote`` would read them, without two processes; any other is asked once.
+        """
+        url = origin_url(repo)
+        local = local_repo(url) if url else None
+        if local is not None:
+            refs = read_gitdir_refs(local, ("refs/heads/", "refs/tags/"))
+            if refs is not None:
+                return refs
+        res = self._net(["ls-remote", "--heads", "--tags", "--", "origin"],
+                        f"list {project}'s refs on origin", repo)
+        if not res.ok:
+            if is_infra_failure(res):
+                raise _failure(f"could not update {project} from its upstream", res,
+                               self.runner, "the upstream git server may be down; a recheck "
+                               "retries")
+            return None  # let fetch_origin (and its gc-and-retry) deal with it
+        refs = {}
+        for line in res.stdout.split("\n"):
+            sha, _, name = line.partition("\t")
+            if not name or name.endswith("^{}"):
+                continue
+            if not _is_sha(sha):
+                return None
+            refs[name] = sha
+        return refs
 
     def fetch_ref(self, repo: Path, url: str, ref: str, project: str) -> bool:
         """Fetch ``ref`` from ``url`` into FETCH_HEAD; False when it does not exist there.
@@ -288,7 +308,7 @@ class Git:
 
 
 def _is_sha(text: str) -> bool:
-    return len(text) == 40 and all(c in "0123456789abcdef" for c in text)
+    return len(text) == 40 and not text.strip("0123456789abcdef")
 
 
 def origin_url(repo: Path) -> str | None:
@@ -324,17 +344,24 @@ def origin_url(repo: Path) -> str | None:
 
 
 def read_refs(repo: Path) -> dict[str, str] | None:
-    """{refname: sha} of ``refs/heads``, ``refs/remotes/origin`` and ``refs/tags`` read from
-    the files backend (loose refs beat ``packed-refs``; symrefs left out), or None when the repo
-    stores refs in a way this does not read (then ask git). Reads files, runs no process.
+    """{refname: sha} of ``refs/heads``, ``refs/remotes/origin`` and ``refs/tags`` of the
+    checkout ``repo`` read from the files backend, or None (see read_gitdir_refs)."""
+    return read_gitdir_refs(repo / ".git", ("refs/heads/", "refs/remotes/origin/", "refs/tags/"))
+
+
+def read_gitdir_refs(gitdir: Path, prefixes: tuple[str, ...]) -> dict[str, str] | None:
+    """{refname: sha} of the refs under ``prefixes`` in ``gitdir`` read from the files backend
+    (loose refs beat ``packed-refs``; symrefs left out), or None when the repo stores refs in a
+    way this does not read (then ask git). Reads files, runs no process.
     """
-    gitdir = repo / ".git"
-    if (gitdir / "reftable").exists() or not (gitdir / "refs").is_dir():
+    root = os.fspath(gitdir)
+    if os.path.exists(os.path.join(root, "reftable")) or \
+            not os.path.isdir(os.path.join(root, "refs")):
         return None
-    prefixes = ("refs/heads/", "refs/remotes/origin/", "refs/tags/")
     refs: dict[str, str] = {}
     try:
-        packed = (gitdir / "packed-refs").read_text()
+        with open(os.path.join(root, "packed-refs"), encoding="utf-8") as fh:
+            packed = fh.read()
     except FileNotFoundError:
         packed = ""
     except (OSError, UnicodeDecodeError):
@@ -348,37 +375,74 @@ def read_refs(repo: Path) -> dict[str, str] | None:
         if name.startswith(prefixes):
             refs[name] = sha
     for prefix in prefixes:
-        top = gitdir / prefix
-        for dirpath, _, files in os.walk(top):
-            for fname in files:
-                path = Path(dirpath) / fname
-                if fname.endswith(".lock"):
-                    continue
-                try:
-                    text = path.read_text().strip()
-                except (OSError, UnicodeDecodeError):
-                    return None
-                name = path.relative_to(gitdir).as_posix()
-                if text.startswith("ref: "):
-                    refs.pop(name, None)
-                    continue
-                if not _is_sha(text):
-                    return None
-                refs[name] = text
+        if not _read_loose_refs(root, prefix.rstrip("/"), refs):
+            return None
     return refs
+
+
+def _read_loose_refs(root: str, rel: str, refs: dict[str, str]) -> bool:
+    """Add the loose refs under ``root/rel`` to ``refs`` (a symref removes its name); False
+    when one cannot be read plainly. Strings and scandir: this runs for every project."""
+    try:
+        entries = list(os.scandir(os.path.join(root, rel)))
+    except FileNotFoundError:
+        return True
+    except OSError:
+        return False
+    for entry in entries:
+        name = f"{rel}/{entry.name}"
+        if entry.is_dir(follow_symlinks=False):
+            if not _read_loose_refs(root, name, refs):
+                return False
+            continue
+        if entry.name.endswith(".lock"):
+            continue
+        try:
+            with open(entry.path, encoding="ascii") as fh:
+                text = fh.read().strip()
+        except (OSError, UnicodeDecodeError):
+            return False
+        if text.startswith("ref: "):
+            refs.pop(name, None)
+            continue
+        if not _is_sha(text):
+            return False
+        refs[name] = text
+    return True
+
+
+def local_repo(url: str) -> Path | None:
+    """The git directory ``url`` names when it is a repository on this machine (an absolute
+    path or a ``file://`` URL, bare or not), else None (a remote, or not a plain repo)."""
+    if url.startswith("file://"):
+        url = url[len("file://"):]
+        if not url.startswith("/"):
+            return None  # file://host/path
+    elif not url.startswith("/"):
+        return None
+    if "%" in url:
+        return None  # URL-encoded: let git decode it
+    path = Path(url)
+    gitdir = path / ".git" if (path / ".git").is_dir() else path
+    if (gitdir / "HEAD").is_file() and (gitdir / "objects").is_dir():
+        return gitdir
+    return None
 
 
 def remove_stale_locks(repo: Path) -> list[str]:
     """Delete lock files a killed git left in ``repo/.git``; return the names removed."""
     removed = []
+    gitdir = os.path.join(repo, ".git")
     for name in LOCK_FILES:
-        lock = repo / ".git" / name
-        if lock.is_file():
-            lock.unlink()
+        lock = os.path.join(gitdir, name)
+        if os.path.isfile(lock):
+            os.unlink(lock)
             removed.append(name)
-    for lock in (repo / ".git" / "refs").rglob("*.lock"):  # "cannot lock ref" on fetch
-        lock.unlink()
-        removed.append(str(lock.relative_to(repo / ".git")))
+    for dirpath, _, files in os.walk(os.path.join(gitdir, "refs")):  # "cannot lock ref"
+        for fname in files:
+            if fname.endswith(".lock"):
+                os.unlink(os.path.join(dirpath, fname))
+                removed.append(os.path.relpath(os.path.join(dirpath, fname), gitdir))
     return removed
 
 

@@ -294,10 +294,36 @@ def test_reused_workspace_in_sync_with_origin_is_not_fetched_again(cloner_world:
     (repo / "README").write_text("changed by the last job")
     (repo / "junk.pyc").write_text("x")
     rows = run_workspace(w, {}, ["org/project1", "org/project2"])
-    assert _fetches_from_origin(w) == 2  # ls-remote showed nothing new: no fetch
+    assert _fetches_from_origin(w) == 2  # origin's refs showed nothing new: no fetch
     for name in ("org/project1", "org/project2"):
         assert rows[name]["reused"] and rows[name]["commit"] == w.upstream[name].tip("master")
     assert git(repo, "status", "--porcelain", "--ignored") == ""
+    # A local origin's refs are read from its files: no ls-remote process at all.
+    assert "$ git ls-remote" not in (w.base.parent / "job/.dsvm/workspace.log").read_text()
+
+
+def test_reused_workspace_with_a_remote_origin_asks_it_with_ls_remote(
+        cloner_world: World) -> None:
+    # An upstream over HTTP (git's dumb protocol on 127.0.0.1): one ls-remote per project
+    # proves the reused repo current; once upstream moves, the fetch brings the new tip.
+    w = cloner_world
+    port = _free_port()
+    server = _serve(w.upstream.root, port)
+    try:
+        remote = {"git": {"base": f"http://127.0.0.1:{port}"}}
+        run_workspace(w, {}, ["org/project1"], profile=remote)
+        rows = run_workspace(w, {}, ["org/project1"], profile=remote)
+        log = (w.base.parent / "job/.dsvm/workspace.log").read_text()
+        assert log.count("$ git ls-remote") == 1 and _fetches_from_origin(w) == 1
+        assert rows["org/project1"]["reused"]
+        new_tip = w.upstream["org/project1"].commit("master", "moved on")
+        git(w.upstream["org/project1"].path, "update-server-info")
+        rows = run_workspace(w, {}, ["org/project1"], profile=remote)
+        assert _fetches_from_origin(w) == 2
+        assert rows["org/project1"]["commit"] == new_tip == head_of(w.base / "new/project1")
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def test_reused_workspace_follows_an_upstream_that_moved(cloner_world: World) -> None:

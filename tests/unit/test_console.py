@@ -61,3 +61,36 @@ def test_terminal_mode_uses_colour():
     ui.err._force_terminal = True
     ui.warn("careful")
     assert "\x1b[" in err.getvalue()
+
+
+def test_plain_table_is_an_aligned_ascii_box():
+    text = console.ascii_table("workspace", ["project", "seconds"],
+                               [("openstack/nova", 1.5), ("x", None)], width=100)
+    lines = text.split("\n")
+    assert lines[0].strip() == "workspace"
+    assert lines[1] == lines[-1] == "+----------------+---------+"
+    assert lines[2] == "| project        | seconds |"
+    assert lines[3] == "|----------------+---------|"
+    assert lines[4] == "| openstack/nova | 1.5     |"
+    assert lines[5] == "| x              |         |"
+
+
+def test_plain_table_fits_the_width_cutting_the_widest_column():
+    rows = [("openstack/nova", "refs/zuul/master/Z" + "b" * 32, "abc")]
+    text = console.ascii_table("t", ["project", "ref", "sha"], rows, width=50)
+    lines = text.split("\n")[1:]
+    assert {len(line) for line in lines} == {50}
+    assert "| openstack/nova | refs/zuul/master/Zbbbb… | abc |" in lines
+
+
+def test_plain_table_keeps_each_row_on_one_line():
+    text = console.ascii_table("t", ["a"], [("two\nlines\x1b[31m",)], width=80)
+    assert len(text.split("\n")) == 6 and "\x1b" not in text
+    assert "| two lines [31m |" in text
+
+
+def test_plain_ui_prints_tables_through_the_ascii_renderer():
+    out = io.StringIO()
+    console.Ui(plain=True, stream=out, err_stream=io.StringIO()).table(
+        "projects", ["name"], [("[bold]not markup[/]",)])
+    assert "| [bold]not markup[/] |" in out.getvalue()

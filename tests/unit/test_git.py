@@ -115,3 +115,51 @@ def test_read_refs_agrees_with_for_each_ref(tmp_path: Path) -> None:
     assert git.read_refs(repo) == expected
     (repo / ".git/refs/tags/broken").write_text("not a sha\n")
     assert git.read_refs(repo) is None  # anything odd: ask git
+
+
+def test_local_repo_accepts_only_plain_local_repositories(tmp_path: Path) -> None:
+    import subprocess
+
+    work = tmp_path / "work"
+    bare = tmp_path / "bare.git"
+    for args in (["init", "-q", str(work)], ["init", "-q", "--bare", str(bare)]):
+        subprocess.run(["git", *args], check=True, env={"PATH": os.environ["PATH"],
+                                                        "HOME": str(tmp_path)})
+    assert git.local_repo(str(work)) == work / ".git"
+    assert git.local_repo(f"file://{work}") == work / ".git"
+    assert git.local_repo(str(bare)) == bare
+    assert git.local_repo(str(tmp_path / "missing")) is None
+    assert git.local_repo(str(tmp_path)) is None  # a directory, not a repository
+    for remote in ("https://opendev.org/openstack/nova", "git@host:org/x", "relative/path",
+                   "file://host/srv/x", f"file://{tmp_path}/with%20space"):
+        assert git.local_repo(remote) is None
+
+
+def test_local_origin_refs_are_what_ls_remote_lists(tmp_path: Path) -> None:
+    # The warm workspace reads a local origin's ref files instead of running ls-remote: it
+    # must list exactly what ls-remote --heads --tags lists (peeled ^{} lines aside).
+    import subprocess
+
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+
+    def run(*args: str, cwd: Path) -> str:
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+                              cwd=cwd, check=True, capture_output=True, text=True,
+                              env=env).stdout
+
+    up = tmp_path / "up"
+    up.mkdir()
+    run("init", "-q", "--initial-branch=master", cwd=up)
+    run("commit", "-q", "--allow-empty", "-m", "one", cwd=up)
+    run("branch", "stable/x", cwd=up)
+    run("tag", "-a", "-m", "annotated", "v1", cwd=up)
+    run("tag", "light", cwd=up)
+    run("pack-refs", "--all", cwd=up)
+    run("commit", "-q", "--allow-empty", "-m", "two", cwd=up)  # loose master beats packed
+    run("branch", "feature/new", cwd=up)
+    run("update-ref", "refs/changes/1/1/1", "HEAD", cwd=up)  # not a head or tag
+    listed = run("ls-remote", "--heads", "--tags", str(up), cwd=up)
+    expected = {name: sha for sha, name in (line.split("\t") for line in listed.splitlines())
+                if not name.endswith("^{}")}
+    assert git.read_gitdir_refs(git.local_repo(str(up)), ("refs/heads/", "refs/tags/")) \
+        == expected
