@@ -230,6 +230,8 @@ def main() -> int:
     parser.add_argument("--files", type=int, help="file count (default 2000)")
     parser.add_argument("--runs", type=int, help="runs of each (default 3)")
     parser.add_argument("--level", type=int, default=6, help="dsvm's logs.gzip_level")
+    parser.add_argument("--engine", choices=("auto", "isal", "zlib"), default="auto",
+                        help="dsvm's logs.gzip_engine (auto: ISA-L when installed)")
     args = parser.parse_args()
     mb = args.mb or (60 if args.quick else 1024)
     files = args.files or (200 if args.quick else 2000)
@@ -244,6 +246,7 @@ def main() -> int:
     work.mkdir(parents=True, exist_ok=True)
     profile = work / "bench.yaml"
     profile.write_text(f"extends: base\nlogs:\n  snapshots: false\n  gzip_level: {args.level}\n"
+                       f"  gzip_engine: {args.engine}\n"
                        "  sources:\n    - {src: /var/log/bench, dest: bench}\n")
     base_t, base_m, dsvm_t, dsvm_m, base_c, dsvm_c = [], [], [], [], [], []
     for i in range(runs):
@@ -264,7 +267,11 @@ def main() -> int:
     print(f"baseline (cp -a + find -exec gzip -9, serial): median {b:.1f}s, "
           f"CPU {statistics.median(base_c):.1f}s, peak tree RSS {max(base_m) >> 20} MB, "
           f"output {size('baseline-logs') >> 20} MB")
-    print(f"dsvm logs collect (redact + gzip -{args.level} + index): median {d:.1f}s, "
+    from dsvm.logs.store import gzip_engine, isal_level
+
+    engine = gzip_engine(args.engine)
+    how = f"igzip {isal_level(args.level)}" if engine == "isal" else f"zlib {args.level}"
+    print(f"dsvm logs collect (redact + {how} + index): median {d:.1f}s, "
           f"CPU {statistics.median(dsvm_c):.1f}s, peak tree RSS {max(dsvm_m) >> 20} MB, "
           f"output {size('dsvm-logs') >> 20} MB")
     print(f"ratio baseline/dsvm: {b / d:.2f}x; seeded secrets left in dsvm output: {leaks}")

@@ -131,7 +131,11 @@ LOGS = {
     "defaults": Key("bool", True, "collect devstack-gate's default sources (/var/log/..., "
                     "$BASE/new/..., /etc/<project>) besides logs.sources"),
     "snapshots": Key("bool", True, "run df/free/ps/pip freeze/dpkg -l/journalctl snapshots"),
-    "gzip_level": Key("int", 6, "gzip level 1-9 (6: ~2x faster than 9, ~5% larger)"),
+    "gzip_level": Key("int", 6, "gzip level 1-9 (6: ~2x faster than 9, ~5% larger); "
+                      "with ISA-L 1-3/4-6/7-9 map to its levels 1/2/3"),
+    "gzip_engine": Key("str", "auto", "auto (ISA-L's igzip when python-isal is installed, "
+                       "~10x faster, ~8% larger), isal or zlib",
+                       choices=("auto", "isal", "zlib")),
     "keep": Key("int", 3, "previous logs dirs kept after rotation (logs.1 ... logs.N)"),
 }
 

@@ -270,7 +270,7 @@ def _is_text(sample: bytes) -> bool:
 
 
 def plan(inventory: Inventory, dest: Path, *, compression: str = "gzip",
-         budget: int | None = None, level: int = 6,
+         budget: int | None = None, level: int = 6, engine: str = "zlib",
          reserved: Iterable[str] = ()) -> CollectPlan:
     """Decide each file's stored name, mode and cap; later duplicates of a name are skipped.
 
@@ -298,7 +298,7 @@ def plan(inventory: Inventory, dest: Path, *, compression: str = "gzip",
         file_cap = cap if cap is not None and f.size > cap and f.kind == "text" else None
         tasks.append(Task(f.path, f.shown, str(dest / rel), rel, mode,
                           compress=mode != "copy" and (compress or mode == "redact-gz"),
-                          cap=file_cap, level=level))
+                          cap=file_cap, level=level, engine=engine))
     return CollectPlan(dest, tuple(tasks), tuple(skipped), inventory.missing, compression,
                        budget, cap)
 

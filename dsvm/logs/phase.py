@@ -20,7 +20,7 @@ from dsvm.logs.sources import (
     profile_sources,
     project_sources,
 )
-from dsvm.logs.store import Stored, Task
+from dsvm.logs.store import Stored, Task, gzip_engine
 from dsvm.phase import JobContext, PhaseResult
 
 PHASE = "logs"
@@ -61,10 +61,11 @@ def run_phase(ctx: JobContext, *, root: str | Path | None = None,
                                         extra=extras)
             redactor = redact.Redactor.of(secret_values(settings, inventory.found))
             budget_mb = int(settings.get("logs.size_budget_mb") or 0)
+            level = int(settings.get("logs.gzip_level") or 6)
+            engine = _engine(settings.get("logs.gzip_engine") or "auto")
             the_plan = collect.plan(inventory, dest_dir,
                                     compression=settings.get("logs.compression") or "gzip",
-                                    budget=budget_mb * MB or None,
-                                    level=int(settings.get("logs.gzip_level") or 6))
+                                    budget=budget_mb * MB or None, level=level, engine=engine)
             # The node snapshots (pip freeze: ~2 s) run while the files are redacted and
             # compressed, then are stored like any other source.
             late_plans: list[collect.CollectPlan] = []
@@ -80,9 +81,8 @@ def run_phase(ctx: JobContext, *, root: str | Path | None = None,
                     extra = _snapshot_sources(pending.wait(), notes)
                     late_plans.append(collect.plan(
                         collect.inspect([], root=None, base=str(ctx.base), extra=extra),
-                        dest_dir, compression=the_plan.compression,
-                        level=int(settings.get("logs.gzip_level") or 6),
-                        reserved=[t.rel for t in the_plan.tasks]))
+                        dest_dir, compression=the_plan.compression, level=level,
+                        engine=engine, reserved=[t.rel for t in the_plan.tasks]))
                     return late_plans[-1].tasks
 
                 late = collect.Late(start_snapshots, snapshot_tasks)
@@ -230,3 +230,14 @@ def _publish(ctx: JobContext, conf: Mapping[str, Any], dest: Path,
     if t.public_url:
         ctx.ui.info(f"logs: {t.public_url}")
     return t.public_url or t.remote
+
+
+def _engine(choice: str) -> str:
+    """The gzip engine for ``logs.gzip_engine``; exit 2 when ``isal`` is asked and missing."""
+    from dsvm.errors import UsageError
+
+    try:
+        return gzip_engine(choice)
+    except ImportError as exc:
+        raise UsageError("logs.gzip_engine is 'isal' but python-isal is not installed",
+                         hint="pip install isal, or set logs.gzip_engine: auto") from exc

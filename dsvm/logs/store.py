@@ -32,6 +32,7 @@ class Task:
     compress: bool  # gzip the output
     cap: int | None = None  # keep at most this many input bytes (head + tail)
     level: int = 6
+    engine: str = "zlib"  # zlib | isal (see gzip_engine)
 
 
 @dataclass(frozen=True)
@@ -92,8 +93,7 @@ def _store_once(task: Task, redactor: Redactor) -> Stored:
         before = os.fstat(src.fileno())
         size = before.st_size
         with open(part, "wb") as raw:
-            out: BinaryIO = (gzip.GzipFile(filename="", fileobj=raw, mode="wb",
-                                           compresslevel=task.level, mtime=0)
+            out: BinaryIO = (_gzip_writer(raw, task.level, task.engine)
                              if task.compress else raw)
             try:
                 read, count, truncated = _copy(task, src, out, redactor, size)
@@ -137,6 +137,37 @@ def _copy(task: Task, src: BinaryIO, out: BinaryIO, redactor: Redactor,
     out.write(TRUNCATION_NOTE.format(n=cut).encode())
     tail_read, tail_count = redact_file(src, out, redactor, limit=size - src.tell())
     return read + tail_read + cut, count + tail_count, True
+
+
+def gzip_engine(choice: str = "auto") -> str:
+    """The gzip implementation to use: ``isal`` (Intel ISA-L's igzip, ~10x faster than zlib on
+    logs for ~8% more bytes) when asked or, for ``auto``, when python-isal is importable;
+    else ``zlib``. Raises ImportError when ``isal`` is asked for and missing."""
+    if choice == "zlib":
+        return "zlib"
+    try:
+        import isal.igzip  # noqa: F401
+    except ImportError:
+        if choice == "isal":
+            raise
+        return "zlib"
+    return "isal"
+
+
+def isal_level(level: int) -> int:
+    """zlib's 0-9 scale on ISA-L's 0-3: 0 -> 0, 1-3 -> 1, 4-6 -> 2, 7-9 -> 3."""
+    return 0 if level <= 0 else min(3, (level + 2) // 3)
+
+
+def _gzip_writer(raw: BinaryIO, level: int, engine: str) -> BinaryIO:
+    """A gzip stream onto ``raw`` (no name, mtime 0: the same input gives the same bytes)."""
+    if engine == "isal":
+        from isal import igzip
+
+        return igzip.GzipFile(filename="", fileobj=raw, mode="wb",  # type: ignore[return-value]
+                              compresslevel=isal_level(level), mtime=0)
+    return gzip.GzipFile(filename="", fileobj=raw, mode="wb",  # type: ignore[return-value]
+                         compresslevel=level, mtime=0)
 
 
 class _Limited:
