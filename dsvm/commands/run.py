@@ -40,9 +40,13 @@ def run(args: argparse.Namespace) -> int:
     import json
     import os
 
-    from dsvm import job, phase, profile
+    from dsvm import console, job, phase, profile
     from dsvm.devstack import stack
 
+    if args.json:  # stdout carries the JSON alone; the console goes to stderr
+        ui = console.get_ui()
+        console.set_ui(console.Ui(plain=ui.plain, verbose=ui.verbose, stream=ui.err_stream,
+                                  err_stream=ui.err_stream))
     settings = profile.resolve(args.profile, options={"paths.workspace": args.workspace})
     ctx = phase.context(settings, workspace=args.workspace)
     state = job.load_state(ctx.dsvm_log_dir / "state.json")

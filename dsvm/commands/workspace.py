@@ -34,6 +34,7 @@ def register(sub: argparse._SubParsersAction, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
     import os
+    import time
 
     from dsvm import phase, profile, workspace
 
@@ -42,10 +43,13 @@ def run(args: argparse.Namespace) -> int:
     ctx = phase.context(settings, os.environ, plan_only=args.plan)
     if args.json:
         ctx.ui = _quiet(ctx.ui)
+    started = time.monotonic()
     result = workspace.run_phase(ctx)
+    seconds = round(time.monotonic() - started, 3)
     if args.json:
         print(json.dumps({"projects": result.outputs["projects"],
-                          "zuul": result.outputs["zuul"]}, indent=2, sort_keys=True))
+                          "zuul": result.outputs["zuul"], "seconds": seconds},
+                         indent=2, sort_keys=True))
     elif args.plan:
         _show_plan(ctx.ui, result.outputs)
     return result.exit_code

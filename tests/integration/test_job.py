@@ -242,3 +242,15 @@ def test_plan_shows_what_each_phase_would_do(tmp_path: Path, stack_user: str) ->
     assert "ADMIN_PASSWORD=****" in phases["configure"]["local_conf"]
     assert phases["tempest"]["passes"]
     assert not (job.ws / ".dsvm").exists() and not job.base.exists()
+
+
+def test_json_run_prints_only_json_on_stdout(tmp_path: Path, stack_user: str) -> None:
+    # A Jenkins step piping `dsvm run --json` into a tool must get JSON alone; the console
+    # (tables, progress, the final verdict) goes to stderr.
+    job = Job(tmp_path, stack_user)
+    done = job.run("--to", "workspace", "--json")
+    assert done.returncode == GREEN, done.stdout + done.stderr
+    data = json.loads(done.stdout)
+    phases = {p["name"]: p for p in data["phases"]}
+    assert phases["workspace"]["status"] == "ok" and phases["configure"]["status"] == "skipped"
+    assert "dsvm run: exit 0" in done.stderr

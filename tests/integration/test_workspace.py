@@ -177,7 +177,8 @@ def test_cli_json_is_the_documented_shape(cloner_world: World, tmp_path: Path) -
     res = _cli(["--profile", str(profile), "workspace", "--json"], env, tmp_path)
     assert res.returncode == 0, res.stderr
     data = json.loads(res.stdout)
-    assert set(data) == {"projects", "zuul"}
+    assert set(data) == {"projects", "zuul", "seconds"}
+    assert 0 < data["seconds"] >= max(r["seconds"] for r in data["projects"])
     rows = {r["name"]: r for r in data["projects"]}
     assert set(rows["org/project1"]) >= {"name", "path", "branch", "ref", "commit", "source",
                                         "fallback"}
