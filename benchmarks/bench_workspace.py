@@ -135,6 +135,23 @@ def run_baseline(root: Path, names: list[str], dest: Path, env: dict[str, str]) 
     return time.monotonic() - t0
 
 
+def settle_disk(limit: float = 120.0) -> None:
+    """Flush, then wait (at most ``limit`` s) until the disk has been quiet for 10 s: a large
+    delete just before the benchmark (a previous run's trees) keeps a virtual disk busy with
+    writeback and discards for a while, and that would land on the first repetitions."""
+    os.sync()
+    start = time.monotonic()
+    while time.monotonic() - start < limit:
+        try:
+            fields = Path("/proc/pressure/io").read_text().split("\n")[0].split()
+        except OSError:
+            return  # no pressure stall information: nothing to wait on
+        if float(fields[1].split("=")[1]) < 1.0:  # "some avg10" below 1%
+            break
+        time.sleep(1)
+    print(f"disk quiet after {time.monotonic() - start:.0f}s", flush=True)
+
+
 def _load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -155,6 +172,8 @@ def measure(root: Path, names: list[str], work: Path, env: dict[str, str],
     """Alternate dsvm and the baseline inside each repetition so both see the same load."""
     runs = {"dsvm": (run_dsvm, work / "dsvm/new"), "baseline": (run_baseline, work / "base/new")}
     times: dict[str, list[float]] = {f"{n} {k}": [] for n in (*runs, "phase") for k in kinds}
+    trash = work / "trash"  # emptied once all runs are measured
+    trash.mkdir(parents=True, exist_ok=True)
     for rep in range(reps):
         for kind in kinds:
             for name, (fn, dest) in runs.items():
@@ -162,7 +181,11 @@ def measure(root: Path, names: list[str], work: Path, env: dict[str, str],
                     dest.mkdir(parents=True)
                     fn(root, names, dest, env)
                 if kind == "cold":
-                    shutil.rmtree(dest.parent, ignore_errors=True)
+                    # Set the last tree aside rather than delete it: deleting 80,000 files
+                    # (and the discards it sends a virtual disk) would still be running
+                    # when the next timed run starts writing its own.
+                    if dest.parent.exists():
+                        dest.parent.rename(trash / f"{name}-{rep}-{time.monotonic_ns()}")
                     dest.mkdir(parents=True)
                 else:
                     dirty(dest)
@@ -209,6 +232,7 @@ def main() -> int:
     print(f"load average before: {_load()}")
     kinds = (args.only,) if args.only else ("cold", "warm")
     shutil.rmtree(work, ignore_errors=True)
+    settle_disk()
     times = measure(cache_dir, names, work, env, reps, kinds)
     print(f"load average after: {_load()}")
     same = heads(work / "dsvm/new") == heads(work / "base/new")

@@ -339,6 +339,9 @@ def run(the_plan: JobPlan, ctx: JobContext) -> Outcome:
     failed: Record | None = None
     try:
         for step in the_plan.steps:
+            if step.name == "logs" and step.selected:
+                # The logs phase publishes summary.md with the logs: write what is known.
+                _write_provisional_summary(records, failed, guard, the_plan, ctx, started)
             rec = _next(step, ctx, guard, failed, records, the_plan, job_end)
             records.append(rec)
             if rec.status != "skipped" or step.selected:
@@ -352,6 +355,20 @@ def run(the_plan: JobPlan, ctx: JobContext) -> Outcome:
     state.update({"finished": _now(), "exit_code": code})
     save_state(state_path, state)
     return Outcome(records, code, failed, time.monotonic() - started)
+
+
+def _write_provisional_summary(records: list[Record], failed: Record | None, guard: Guard,
+                               the_plan: JobPlan, ctx: JobContext, started: float) -> None:
+    """summary.md/.json in the dsvm log dir as the job stands before its logs are collected
+    (the verdict is settled by then), so the published logs carry them; never fails the job."""
+    try:
+        outcome = Outcome([*records, Record("logs", summary="collecting")],
+                          _exit_code(failed, guard), failed, time.monotonic() - started)
+        data = report(outcome, the_plan, ctx)
+        _write_atomic(ctx.dsvm_log_dir / "summary.md", markdown(data))
+        _write_atomic(ctx.dsvm_log_dir / "summary.json", json.dumps(data, indent=2) + "\n")
+    except Exception as exc:  # noqa: BLE001 - a summary must never cost the logs
+        ctx.ui.warn(f"could not write the summary before collecting logs: {exc}")
 
 
 def _next(step: Step, ctx: JobContext, guard: Guard, failed: Record | None,
@@ -583,18 +600,21 @@ def markdown(data: Mapping[str, Any]) -> str:
 
 
 def write_summary(data: Mapping[str, Any], ctx: JobContext) -> Path:
-    """Write summary.md and summary.json in the workspace (and into logs/ when it exists)."""
+    """Write summary.md in the workspace (for Jenkins) and summary.md/.json in the dsvm log
+    dir; the logs phase published the copies written just before it ran."""
     text = markdown(data)
     target = ctx.workspace / "summary.md"
-    for path, content in ((target, text),
-                          (ctx.dsvm_log_dir / "summary.json", json.dumps(data, indent=2) + "\n")):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(content, encoding="utf-8")
-        os.replace(tmp, path)
-    if ctx.logs_dir.is_dir():
-        (ctx.logs_dir / "summary.md").write_text(text, encoding="utf-8")
+    _write_atomic(target, text)
+    _write_atomic(ctx.dsvm_log_dir / "summary.md", text)
+    _write_atomic(ctx.dsvm_log_dir / "summary.json", json.dumps(data, indent=2) + "\n")
     return target
+
+
+def _write_atomic(path: Path, content: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(content, encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def print_summary(data: Mapping[str, Any], ctx: JobContext, summary_md: Path) -> None:

@@ -138,6 +138,11 @@ def job_sources(ctx: JobContext, dest: Path, rotated: Path | None) -> list[Sourc
     out = [Source(str(ctx.dsvm_log_dir / "*.log"), "dsvm", "log", why="dsvm phase logs"),
            Source(str(ctx.dsvm_log_dir / "state.json"), "dsvm/state.json", "keep",
                   why="dsvm state file")]
+    # Written by dsvm run just before this phase: the review comment goes out with the logs.
+    for name, stored in (("summary.md", "summary.md"), ("summary.json", "dsvm/summary.json")):
+        if (ctx.dsvm_log_dir / name).is_file():
+            out.append(Source(str(ctx.dsvm_log_dir / name), stored, "keep",
+                              why="the job's summary"))
     configure = ctx.outputs.get("configure") or {}
     if src := where(configure.get("local_conf")):
         out.append(Source(src, "local.conf.txt", "keep", why="configure phase"))

@@ -7,6 +7,7 @@ benchmark uses them too).
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -83,6 +84,14 @@ def test_success_end_to_end(tmp_path: Path, stack_user: str) -> None:
     md = (job.ws / "summary.md").read_text()
     assert "change 12345 patchset 3" in md and "recheck-acme" in md
     assert "https://logs.example.org/ci/45/12345/3/" in md
+    # The summary was collected with the logs (so it is published with them), not only
+    # copied in after the logs phase.
+    manifest = json.loads((job.ws / "logs/manifest.json").read_text())
+    collected = {f["path"]: f["source"] for f in manifest["files"]}
+    assert collected["summary.md.gz"].endswith(".dsvm/summary.md")
+    assert collected["dsvm/summary.json.gz"].endswith(".dsvm/summary.json")
+    published = gzip.decompress((job.ws / "logs/summary.md.gz").read_bytes()).decode()
+    assert "SUCCESS" in published and "https://logs.example.org/ci/45/12345/3/" in published
     tail = done.stdout.strip().splitlines()
     assert tail[-1].startswith(f"dsvm run: exit {GREEN}")
     assert "s3cr3tAdminPw" not in done.stdout + done.stderr

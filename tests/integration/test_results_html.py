@@ -9,29 +9,10 @@ from pathlib import Path
 import pytest
 
 from dsvm.results import html, known, stream
+from tests.fixtures.browser import browser  # noqa: F401 - fixture
 from tests.fixtures.results_streams import results_streams  # noqa: F401 - fixture
 
-CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def browser(tmp_path):
-    if not (os.access(CHROMIUM, os.X_OK) and shutil.which(DRIVER)):
-        pytest.skip("chromium/chromium-driver are not installed (.ci/run installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run",
-                "--window-size=1400,1000", f"--user-data-dir={tmp_path / 'profile'}"):
-        opts.add_argument(arg)
-    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    driver = webdriver.Chrome(service=Service(DRIVER), options=opts)
-    yield driver
-    driver.quit()
 
 
 def visible_rows(driver) -> list:
@@ -92,7 +73,7 @@ def test_report_loads_filters_sorts_expands(browser, results_streams, tmp_path) 
         shutil.copy(shot, Path(keep) / "results-report.png")
 
 
-def test_hostile_test_ids_stay_text(browser, tmp_path) -> None:
+def test_hostile_test_ids_stay_text(browser, tmp_path) -> None:  # noqa: F811
     import datetime as dt
 
     from dsvm.results.stream import Attachment, Run, TestResult
