@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from dsvm import proc
+from dsvm import git, proc
 from dsvm.errors import InfraError, Problem, UsageError
 
 MANIFEST_NAME = ".dsvm-manifest.json"
@@ -215,13 +215,8 @@ def count_other_refs(text: str) -> int:
 
 def local_source(url: str) -> Path | None:
     """The directory a ``file://`` URL names when it is one on this machine, else None."""
-    from urllib.parse import unquote, urlsplit
-
-    parts = urlsplit(url)
-    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
-        return None
-    path = Path(unquote(parts.path))
-    return path if path.is_absolute() and path.is_dir() else None
+    path = git.file_url_path(url)
+    return path if path is not None and path.is_dir() else None
 
 
 def parse_local_refs(text: str) -> dict[str, str]:

@@ -411,18 +411,24 @@ def _read_loose_refs(root: str, rel: str, refs: dict[str, str]) -> bool:
     return True
 
 
+def file_url_path(url: str) -> Path | None:
+    """The absolute path a ``file://`` URL names on this machine (``file://localhost/`` too,
+    percent-escapes decoded), else None."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme != "file" or parts.netloc not in ("", "localhost"):
+        return None
+    path = Path(unquote(parts.path))
+    return path if path.is_absolute() else None
+
+
 def local_repo(url: str) -> Path | None:
     """The git directory ``url`` names when it is a repository on this machine (an absolute
     path or a ``file://`` URL, bare or not), else None (a remote, or not a plain repo)."""
-    if url.startswith("file://"):
-        url = url[len("file://"):]
-        if not url.startswith("/"):
-            return None  # file://host/path
-    elif not url.startswith("/"):
+    path = Path(url) if url.startswith("/") else file_url_path(url)
+    if path is None:
         return None
-    if "%" in url:
-        return None  # URL-encoded: let git decode it
-    path = Path(url)
     gitdir = path / ".git" if (path / ".git").is_dir() else path
     if (gitdir / "HEAD").is_file() and (gitdir / "objects").is_dir():
         return gitdir

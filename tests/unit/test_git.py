@@ -130,8 +130,12 @@ def test_local_repo_accepts_only_plain_local_repositories(tmp_path: Path) -> Non
     assert git.local_repo(str(bare)) == bare
     assert git.local_repo(str(tmp_path / "missing")) is None
     assert git.local_repo(str(tmp_path)) is None  # a directory, not a repository
+    assert git.local_repo(f"file://localhost{work}") == work / ".git"
+    spaced = tmp_path / "with space"
+    work.rename(spaced)
+    assert git.local_repo(f"file://{tmp_path}/with%20space") == spaced / ".git"
     for remote in ("https://opendev.org/openstack/nova", "git@host:org/x", "relative/path",
-                   "file://host/srv/x", f"file://{tmp_path}/with%20space"):
+                   "file://host/srv/x", "file:relative"):
         assert git.local_repo(remote) is None
 
 
