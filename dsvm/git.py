@@ -59,10 +59,11 @@ def git_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     out.update({"GIT_PAGER": "cat", "PAGER": "cat", "LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0",
                 "GIT_ASKPASS": "true", "SSH_ASKPASS": "true"})
     # Config for every git dsvm runs (git >= 2.31 reads it from the environment): no
-    # background "maintenance --auto" process after each fetch (40 repos, 40 extra processes),
-    # and a fresh checkout writes its files with parallel workers.
-    settings = {"maintenance.auto": "false", "gc.auto": "0", "checkout.workers": "4",
-                "checkout.thresholdForParallelism": "500"}
+    # background "maintenance --auto" process after each fetch (40 repos, 40 extra processes).
+    # No parallel checkout (checkout.workers): projects are already checked out in parallel,
+    # and more writers into the same directories only add filesystem lock contention (cold
+    # workspace of 40 projects: 4.2 s with 4 workers each, 3.5 s without, on 2 cores).
+    settings = {"maintenance.auto": "false", "gc.auto": "0"}
     out["GIT_CONFIG_COUNT"] = str(len(settings))
     for n, (key, value) in enumerate(settings.items()):
         out[f"GIT_CONFIG_KEY_{n}"] = key
