@@ -58,16 +58,27 @@ def docroot() -> Iterator[Path]:
     shutil.rmtree(top, ignore_errors=True)
 
 
-def _wait_for(port: int, proc: subprocess.Popen, log: Path) -> None:
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"server exited {proc.returncode}: {log.read_text()[-2000:]}")
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"server did not listen: {log.read_text()[-2000:]}")
+def _run_server(check: list[str], serve: list[str], port: int, log: Path) -> Iterator[int]:
+    """Check the configuration, start the server in the foreground, yield its port once it
+    listens, stop it afterwards."""
+    checked = subprocess.run(check, capture_output=True, text=True)
+    assert checked.returncode == 0, checked.stderr
+    proc = subprocess.Popen(serve, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"server exited {proc.returncode}: {log.read_text()[-2000:]}")
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"server did not listen: {log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        yield port
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def _snippet(name: str, port: int, docroot: Path) -> str:
@@ -90,17 +101,9 @@ def nginx(tmp_path: Path, docroot: Path) -> Iterator[int]:
                     f"error_log {tmp_path / 'error.log'};\nevents {{ worker_connections 64; }}\n"
                     f"http {{\ninclude /etc/nginx/mime.types;\naccess_log off;\n{temp}"
                     f"{server}\n}}\n")
-    check = subprocess.run([NGINX, "-t", "-p", str(tmp_path), "-c", str(conf)],
-                           capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen([NGINX, "-p", str(tmp_path), "-c", str(conf)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        _wait_for(port, proc, tmp_path / "error.log")
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    yield from _run_server([NGINX, "-t", "-p", str(tmp_path), "-c", str(conf)],
+                           [NGINX, "-p", str(tmp_path), "-c", str(conf)], port,
+                           tmp_path / "error.log")
 
 
 @pytest.fixture
@@ -120,16 +123,8 @@ def apache(tmp_path: Path, docroot: Path) -> Iterator[int]:
                     f"Mutex file:{tmp_path} default\nTypesConfig /etc/mime.types\n"
                     + ("User nobody\nGroup nogroup\n" if os.geteuid() == 0 else "")
                     + vhost + "\n")
-    check = subprocess.run([APACHE, "-t", "-f", str(conf)], capture_output=True, text=True)
-    assert check.returncode == 0, check.stderr
-    proc = subprocess.Popen([APACHE, "-X", "-f", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        _wait_for(port, proc, tmp_path / "error.log")
-        yield port
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
+    yield from _run_server([APACHE, "-t", "-f", str(conf)], [APACHE, "-X", "-f", str(conf)],
+                           port, tmp_path / "error.log")
 
 
 def _get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
