@@ -263,7 +263,8 @@ def main() -> int:
     leaks = check_redacted(work)
     size = lambda d: sum(p.stat().st_size for p in (work / d).rglob("*") if p.is_file())  # noqa: E731
     b, d = statistics.median(base_t), statistics.median(dsvm_t)
-    print(f"\ncpus: {os.cpu_count()} (figures measured under load from other work)")
+    load = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\ncpus: {os.cpu_count()}, load average at the end: {load}")
     print(f"baseline (cp -a + find -exec gzip -9, serial): median {b:.1f}s, "
           f"CPU {statistics.median(base_c):.1f}s, peak tree RSS {max(base_m) >> 20} MB, "
           f"output {size('baseline-logs') >> 20} MB")
