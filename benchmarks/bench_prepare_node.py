@@ -24,7 +24,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
-from tests.fixtures.upstream_repos import make_repo  # noqa: E402
+from tests.fixtures.gitrepos import make_repo  # noqa: E402
 
 CACHE = HERE / ".cache" / "prepare_node"
 

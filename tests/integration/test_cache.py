@@ -9,8 +9,8 @@ import pytest
 
 from dsvm import cache, proc
 from dsvm.errors import InfraError
+from tests.fixtures.gitrepos import add_commit, make_repo, tip
 from tests.fixtures.httpserver import closed_port
-from tests.fixtures.upstream_repos import add_commit, make_repo, tip
 
 OPTS = cache.GitOptions(timeout=30, attempts=2, backoff=0.01)
 

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from dsvm import images, proc
+from tests.fixtures.gitrepos import make_repo
 from tests.fixtures.httpserver import FileServer, closed_port, serve
-from tests.fixtures.upstream_repos import make_repo
 
 DATA = os.urandom(300_000)
 

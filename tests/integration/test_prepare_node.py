@@ -15,8 +15,8 @@ import pytest
 
 from dsvm import cache, node, profile
 from dsvm.errors import UsageError
+from tests.fixtures.gitrepos import add_commit, make_repo
 from tests.fixtures.httpserver import closed_port, serve
-from tests.fixtures.upstream_repos import add_commit, make_repo
 
 DSVM = [sys.executable, "-m", "dsvm"]
 
