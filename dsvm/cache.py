@@ -330,7 +330,9 @@ def _git(runner: proc.Runner, args: list[str], desc: str, *, cwd: Path | None = 
     # stream=False: the Popen fast path. Every git command here is quiet (-q) and short or
     # silent, so line-by-line streaming buys nothing, and sh's wait(timeout) polls every
     # 0.1 s, a floor under each of the ~3 commands per repo (and importing sh costs ~0.3 s).
-    return runner.run(["git", *args], desc=desc, cwd=cwd, env=proc.clean_env(),
+    # git.git_env, as the workspace's git: English messages (the retry classification reads
+    # them), no credential prompt or askpass to hang an image build, no auto-gc/maintenance.
+    return runner.run(["git", *args], desc=desc, cwd=cwd, env=git.git_env(),
                       timeout=o.timeout if network else None,
                       attempts=o.attempts if network else 1,
                       retry_if=proc.transient_network_error, backoff=o.backoff, check=check,
