@@ -51,7 +51,6 @@ class DsvmError(Exception):
     """Base of every expected dsvm failure. Carries a user message, hint, log path, exit code."""
 
     exit_code: int = EXIT_INFRA
-    kind: str = "error"
 
     def __init__(
         self,
@@ -80,48 +79,22 @@ class UsageError(DsvmError):
     """Bad command line, profile or input (exit 2)."""
 
     exit_code = EXIT_USAGE
-    kind = "bad input"
 
 
 class ProfileError(UsageError):
     """A profile that cannot be loaded or does not validate; lists every problem found."""
-
-    kind = "bad profile"
-
-
-class NotImplementedYetError(UsageError):
-    """A command of the CLI contract whose phase is not built yet."""
-
-    kind = "not implemented"
 
 
 class InfraError(DsvmError):
     """The node, the network, git, stack.sh or a database failed (exit 3)."""
 
     exit_code = EXIT_INFRA
-    kind = "infrastructure failure"
-
-
-class TestsFailedError(DsvmError):
-    """Tests ran and some failed (exit 1)."""
-
-    __test__ = False  # not a pytest test class
-    exit_code = EXIT_TESTS_FAILED
-    kind = "tests failed"
 
 
 class BudgetExpiredError(DsvmError):
     """The job's time budget ran out (exit 124)."""
 
     exit_code = EXIT_TIMEOUT
-    kind = "time budget expired"
-
-
-class InterruptedError_(DsvmError):
-    """Ctrl-C (130) or SIGTERM from a Jenkins abort (143)."""
-
-    exit_code = EXIT_INTERRUPTED
-    kind = "interrupted"
 
 
 def closest(name: str, candidates: list[str] | tuple[str, ...] | set[str]) -> str | None:

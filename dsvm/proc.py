@@ -19,7 +19,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import subprocess
@@ -255,7 +255,6 @@ class Runner:
         ok_codes: Iterable[int] = (0,),
         input: str | None = None,
         merge_stderr: bool = True,
-        timeout_exit: Callable[[Result], Exception] | None = None,
         on_line: Callable[[str], None] | None = None,
         hint: str | None = None,
         before_retry: Callable[[Result], None] | None = None,
@@ -290,8 +289,6 @@ class Runner:
                 continue
             break
         assert result is not None
-        if result.timed_out and timeout_exit is not None:
-            raise timeout_exit(result)
         if check:
             if result.timed_out:
                 raise BudgetExpiredError(
@@ -597,8 +594,3 @@ def which(name: str) -> str | None:
 
     return shutil.which(name)
 
-
-def open_log(path: Path) -> IO[str]:
-    """Open a phase log for appending, creating its directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "a", encoding="utf-8", errors="replace")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import codecs
 import os
 import re
-import shutil
 import struct
 import sys
 import threading
@@ -1142,9 +1141,3 @@ def _flaky(failures: list[str], outcomes: Mapping[str, str]) -> tuple[list[str],
         ok = bool(mine) and all(s.split(":")[-1] in {"success", "skip", "xfail"} for s in mine)
         (flaky if ok else still).append(test_id)
     return flaky, still
-
-
-def which_stestr() -> str | None:
-    """The stestr next to this Python, or on PATH (for tests and benchmarks)."""
-    here = Path(sys.executable).parent / "stestr"
-    return str(here) if here.is_file() else shutil.which("stestr")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import argparse
 
-from dsvm.errors import NotImplementedYetError
-
 HELP_FORMAT = argparse.RawDescriptionHelpFormatter
 
 
@@ -24,8 +22,3 @@ def add_command(subparsers: argparse._SubParsersAction, name: str, *, help: str,
 def add_json(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true",
                         help="print stable, documented JSON instead of tables")
-
-
-def not_implemented(command: str, issue: str) -> int:
-    """Exit 2 for a command of the contract that is not built yet (never a fake success)."""
-    raise NotImplementedYetError(f"'dsvm {command}' is not implemented yet ({issue})")
