@@ -5,21 +5,18 @@ variables) into a frozen ``Selection``; ``filter_ids()`` applies it to a test li
 as stestr does. ``run_phase()`` runs the selection with ``stestr run --subunit`` in the Tempest
 checkout (as the tempest user), within the job's time budget, writing the raw subunit v2 stream
 to ``$WORKSPACE/.dsvm/tempest/testrepository.subunit`` and counting results live for progress
-(``LiveReader``: the subunit v2 framing read in the thread that copies stestr's stdout, without
-importing python-subunit). This room never parses results beyond those counts (``dsvm.results``
-owns the full parser) and never runs a command except through ``dsvm.proc``.
+(``dsvm.results.decoder``, the one subunit v2 decoder, fed by the thread that copies stestr's
+stdout). This room never parses results beyond those counts (``dsvm.results`` owns the full
+parser) and never runs a command except through ``dsvm.proc``.
 """
 
 from __future__ import annotations
 
-import codecs
 import os
 import re
-import struct
 import sys
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -38,6 +35,7 @@ from dsvm.errors import (
 )
 from dsvm.phase import JobContext, PhaseResult
 from dsvm.profile import Settings
+from dsvm.results.decoder import Decoder
 
 PHASE = "tempest"
 
@@ -494,7 +492,7 @@ class Counts:
 
 
 class Tracker:
-    """A testtools StreamResult counting a live stestr stream and reporting progress."""
+    """The live decoder's sink: counts a stestr stream as it arrives and reports progress."""
 
     def __init__(self, on_done: Callable[[int], None],
                  on_failure: Callable[[str, str], None]) -> None:
@@ -507,13 +505,6 @@ class Tracker:
         self._on_done = on_done
         self._on_failure = on_failure
         self.lock = threading.Lock()
-
-    # testtools.StreamResult protocol (duck-typed: startTestRun/stopTestRun/status)
-    def startTestRun(self) -> None:  # noqa: N802 - testtools' name
-        pass
-
-    def stopTestRun(self) -> None:  # noqa: N802
-        pass
 
     def status(self, test_id: str | None = None, test_status: str | None = None,
                test_tags: Any = None, runnable: bool = True, file_name: str | None = None,
@@ -571,182 +562,6 @@ class Tracker:
         """Ids with a failing final status (class pseudo ids included, members not)."""
         return sorted(t for t, s in self.outcomes.items()
                       if s in FAILED or s == "crashed")
-
-
-class _BadPacket(Exception):
-    """A subunit v2 packet that does not parse (reported as python-subunit does)."""
-
-
-class LiveReader:
-    """Incremental subunit v2 reader feeding a Tracker as stestr's bytes arrive.
-
-    Reads the framing of spec/results.md §1.1 (signature, flags, length, fields, CRC32) and
-    mirrors python-subunit's ``ByteStreamToStreamResult(non_subunit_name="stdout")``: bytes
-    between packets are reported as ``stdout`` file content, a corrupt or torn packet as a
-    failed ``subunit.parser`` test. It is the live view only (``dsvm.results`` parses the stream
-    file with python-subunit); it saves the import of python-subunit and testtools (~0.1 s)
-    and a second pipe and thread on the hot path of every run.
-    """
-
-    def __init__(self, result: Tracker) -> None:
-        self.result = result
-        self._buf = bytearray()
-        # python-subunit's rule: a signature byte inside a UTF-8 character of non-subunit
-        # text is text (its strict decoder, fed byte by byte, decides).
-        self._utf8 = codecs.getincrementaldecoder("utf-8")()
-        self._mid = False
-        self._lock = threading.Lock()  # close() may race a pump thread that outlived stestr
-
-    def feed(self, chunk: bytes) -> None:
-        """Report every whole packet (and any non-subunit bytes) in what has arrived."""
-        with self._lock:
-            self._feed(chunk)
-
-    def _feed(self, chunk: bytes) -> None:
-        buf = self._buf
-        buf += chunk
-        pos, end = 0, len(buf)
-        while pos < end:
-            if buf[pos] == 0xB3 and not self._mid:
-                done = self._packet(buf, pos, final=False)
-                if done < 0:
-                    break  # a packet still arriving
-                pos = done
-                continue
-            nxt = buf.find(b"\xb3", pos + 1)  # non-subunit bytes up to the next signature
-            nxt = end if nxt < 0 else nxt
-            self._text(bytes(buf[pos:nxt]))
-            pos = nxt
-        del buf[:pos]
-
-    def _text(self, text: bytes) -> None:
-        if text.isascii() and not self._utf8.getstate()[0]:
-            self._mid = False  # the common case: stestr's own messages
-        else:
-            for i in range(len(text)):
-                try:
-                    self._mid = not self._utf8.decode(text[i:i + 1])
-                except UnicodeDecodeError:
-                    self._mid = False
-        self.result.status(file_name="stdout", file_bytes=text)
-
-    def close(self) -> None:
-        """End of stream: a packet cut short is reported as python-subunit does."""
-        with self._lock:
-            if self._buf:  # feed() leaves only a packet still arriving
-                self._packet(self._buf, 0, final=True)
-                self._buf.clear()
-
-    def _packet(self, buf: bytearray, pos: int, final: bool) -> int:
-        """Report the packet at ``pos``; return where the next one starts, or -1 when it has
-        not all arrived yet (``final``: it never will, so it is reported as torn)."""
-        avail = len(buf) - pos
-        if avail < 6:  # signature, 2 bytes of flags, 1-3 bytes of length: read as 6
-            if final:
-                self._bad(bytes(buf[pos:pos + 1]), f"Short read - got {avail - 1} bytes, "
-                                                   "wanted 5 bytes")
-            return -1
-        flags = (buf[pos + 1] << 8) | buf[pos + 2]
-        first = buf[pos + 3]
-        width = (first >> 6) + 1
-        length = first & 0x3F
-        for b in buf[pos + 4:pos + 3 + width]:
-            length = (length << 8) | b
-        if width > 3 or length < 8:  # python-subunit gives up on the 6 bytes it read
-            self._bad(bytes(buf[pos:pos + 6]),
-                      "3 byte maximum given but 4 byte value found." if width > 3 else
-                      f"packet length {length} is shorter than its framing")
-            return pos + 6
-        if avail < length:
-            if final:  # python-subunit shows the 6 bytes it read before the short read
-                self._bad(bytes(buf[pos:pos + 6]),
-                          f"Short read - got {avail - 6} bytes, wanted {length - 6} bytes")
-            return -1
-        packet = bytes(buf[pos:pos + length])  # a copy: buf is resized after the loop
-        crc = struct.unpack(">I", packet[-4:])[0]
-        calc = zlib.crc32(packet[:-4]) & 0xFFFFFFFF
-        try:
-            if crc != calc:
-                raise _BadPacket(f"Bad checksum - calculated (0x{calc:x}), stored (0x{crc:x})")
-            self._fields(packet[:-4], 3 + width, flags)
-        except _BadPacket as exc:
-            self._bad(packet, str(exc))
-        return pos + length
-
-    def _fields(self, body: bytes, pos: int, flags: int) -> None:
-        if flags & 0x0200:  # timestamp: 32-bit seconds, varint nanoseconds
-            pos += 4 + _varint(body, pos + 4)[1]
-        test_id = None
-        if flags & 0x0800:
-            test_id, pos = _utf8(body, pos)
-        if flags & 0x0080:  # tags: read (python-subunit refuses bad ones), not kept
-            count, used = _varint(body, pos)
-            pos += used
-            for _ in range(count):
-                pos = _utf8(body, pos)[1]
-        mime_type = None
-        if flags & 0x0040:
-            mime_type, pos = _utf8(body, pos)
-        file_name = file_bytes = None
-        if flags & 0x0010:
-            file_name, pos = _utf8(body, pos)
-            size, used = _varint(body, pos)
-            pos += used
-            if pos + size > len(body):
-                raise _BadPacket(f"File content extends past end of packet: claimed {size} "
-                                 f"bytes, {max(0, len(body) - pos)} available")
-            file_bytes = body[pos:pos + size]
-            pos += size
-        route_code = None
-        if flags & 0x0400:
-            route_code, pos = _utf8(body, pos)
-        self.result.status(test_id=test_id, test_status=_STATUS[flags & 0x0007],
-                           runnable=bool(flags & 0x0100), file_name=file_name,
-                           file_bytes=file_bytes, eof=bool(flags & 0x0020),
-                           mime_type=mime_type, route_code=route_code)
-
-    def _bad(self, packet: bytes, why: str) -> None:
-        """Report a packet that does not parse, as python-subunit does."""
-        self.result.status(test_id="subunit.parser", eof=True, file_name="Packet data",
-                           file_bytes=packet, mime_type="application/octet-stream")
-        self.result.status(test_id="subunit.parser", test_status="fail", eof=True,
-                           file_name="Parser Error", file_bytes=why.encode("utf-8"),
-                           mime_type="text/plain;charset=utf8")
-
-
-_STATUS = (None, "exists", "inprogress", "success", "uxsuccess", "skip", "fail", "xfail")
-
-
-def _varint(data: bytes, pos: int) -> tuple[int, int]:
-    """(value, bytes used) of the subunit v2 varint at ``pos``: the top two bits of the
-    first byte give its size (1-4 bytes)."""
-    if pos >= len(data):
-        raise _BadPacket(f"varint at offset {pos} extends past end of packet")
-    value = data[pos]
-    if value < 0x40:
-        return value, 1
-    width = (value >> 6) + 1
-    if pos + width > len(data):
-        raise _BadPacket(f"varint at offset {pos} extends past end of packet")
-    return int.from_bytes(data[pos:pos + width], "big") & ~(0xC0 << 8 * (width - 1)), width
-
-
-def _utf8(body: bytes, pos: int) -> tuple[str, int]:
-    if pos < len(body) and body[pos] < 0x40:  # a length under 64: one byte
-        size, pos = body[pos], pos + 1
-    else:
-        size, used = _varint(body, pos)
-        pos += used
-    raw = body[pos:pos + size]
-    if len(raw) != size:
-        raise _BadPacket(f"UTF8 string at offset {pos - 2} extends past end of packet: "
-                         f"claimed {size} bytes, {len(raw)} available")
-    if b"\0" in raw:
-        raise _BadPacket(f"UTF8 string at offset {pos - 2} contains NUL byte")
-    try:
-        return raw.decode("utf-8"), pos + size
-    except UnicodeDecodeError:
-        raise _BadPacket(f"UTF8 string at offset {pos - 2} is not UTF8") from None
 
 
 class Display:
@@ -923,7 +738,7 @@ def _one_pass(ctx: JobContext, runner: proc.Runner, run: _Run, argv: list[str],
                                  details={"subunit": str(stream)})
     before = Counts(**run.tracker.counts.as_json())
     noise_before = len(run.tracker.noise)
-    reader = LiveReader(run.tracker)
+    reader = Decoder(run.tracker)
     broken: list[str] = []
 
     def feed(chunk: bytes) -> None:

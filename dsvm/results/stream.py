@@ -1,8 +1,9 @@
 """Parse a subunit v2 stream once into an in-memory ``Run`` (tests, statuses, times, attachments).
 
 This room only reads bytes and builds frozen records; it never writes files, never prints and
-never touches a database. Parsing is python-subunit's (``ByteStreamToStreamResult``); what this
-module adds is the reading of a real stestr/Tempest stream described in ``spec/results.md``:
+never touches a database. Decoding is ``decoder``'s (the one subunit v2 decoder, which reports
+what python-subunit's parser reports); what this module adds is the reading of a real
+stestr/Tempest stream described in ``spec/results.md``:
 ``exists`` packets ignored, route codes optional, a test with ``inprogress`` but no final status
 kept as ``crashed`` (never dropped), a truncated or corrupt tail reported instead of raised, and a
 file that is not subunit at all refused with exit 2.
@@ -10,7 +11,6 @@ file that is not subunit at all refused with exit 2.
 
 from __future__ import annotations
 
-import io
 import re
 import sys
 from collections import Counter
@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from dsvm.errors import UsageError
+from dsvm.results.decoder import PARSER_ID, decode
 
 # Final statuses of subunit v2 plus dsvm's own "crashed" (inprogress without a final status).
 FINAL = ("success", "fail", "skip", "xfail", "uxsuccess")
@@ -28,7 +29,6 @@ CRASHED = "crashed"
 FAILED = frozenset({"fail", "uxsuccess", CRASHED})  # what makes a run fail (stestr's verdict)
 STATUS_ORDER = ("fail", CRASHED, "uxsuccess", "skip", "xfail", "success")
 
-PARSER_ID = "subunit.parser"  # python-subunit's synthetic test for a corrupt packet
 IGNORED_IDS = frozenset({"process-returncode"})  # subunit2sql drops it too
 _WORKER = re.compile(r"^worker-(\d+)$")
 _CLASS_LEVEL = re.compile(r"^(setUpClass|tearDownClass|setUpModule|tearDownModule) \((.+)\)$")
@@ -180,21 +180,26 @@ def split_class(test_id: str) -> tuple[str, str]:
     return base[:dot], base[dot + 1:] + (f"[{attrs}]" if attrs else "")
 
 
-class _Collector:
-    """A testtools StreamResult that keeps per-test state while python-subunit parses."""
+class _Open:
+    """What is known of a test still in progress."""
+
+    __slots__ = ("files", "start", "tags")
 
     def __init__(self) -> None:
-        self.open: dict[str, dict] = {}
+        self.start: datetime | None = None
+        self.tags: set[str] = set()
+        self.files: dict[str, tuple[list[str], list[bytes]]] = {}  # name → ([mime], chunks)
+
+
+class _Collector:
+    """The decoder's sink: keeps per-test state until a final status freezes it."""
+
+    def __init__(self) -> None:
+        self.open: dict[str, _Open] = {}
         self.done: list[TestResult] = []
         self.stray: list[bytes] = []
         self.problem: str | None = None
         self.packets = 0
-
-    def startTestRun(self) -> None:  # noqa: N802 - testtools API
-        pass
-
-    def stopTestRun(self) -> None:  # noqa: N802 - testtools API
-        pass
 
     def status(self, test_id: str | None = None, test_status: str | None = None,
                test_tags: Iterable[str] | None = None, runnable: bool = True,
@@ -214,44 +219,48 @@ class _Collector:
             return
         state = self.open.get(test_id)
         if state is None:
-            state = self.open[test_id] = {"start": None, "tags": set(), "files": {}}
+            state = self.open[test_id] = _Open()
         if test_tags:
-            state["tags"].update(test_tags)
+            state.tags.update(test_tags)
         if file_name is not None:
-            entry = state["files"].setdefault(file_name, [mime_type or "", []])
-            if mime_type:
-                entry[0] = mime_type
+            entry = state.files.get(file_name)
+            if entry is None:
+                entry = state.files[file_name] = ([mime_type or ""], [])
+            elif mime_type:
+                entry[0][0] = mime_type
             if file_bytes:
                 entry[1].append(bytes(file_bytes))
         if test_status == "inprogress":
-            state["start"] = state["start"] or timestamp
+            state.start = state.start or timestamp
         elif test_status in FINAL:
             del self.open[test_id]
             self.done.append(_freeze(test_id, test_status, state, timestamp))
 
     def finish(self) -> list[TestResult]:
         """Completed tests, then every test still in progress as 'crashed'."""
-        crashed = [_freeze(tid, CRASHED, st, st["start"]) for tid, st in self.open.items()
-                   if st["start"] is not None or st["files"]]
+        crashed = [_freeze(tid, CRASHED, st, st.start) for tid, st in self.open.items()
+                   if st.start is not None or st.files]
         return self.done + crashed
 
 
-def _freeze(test_id: str, status: str, state: dict, stop: datetime | None) -> TestResult:
-    atts = tuple(Attachment(name, mime, b"".join(chunks))
-                 for name, (mime, chunks) in state["files"].items())
-    start = state["start"]
+def _freeze(test_id: str, status: str, state: _Open, stop: datetime | None) -> TestResult:
+    atts = tuple(Attachment(name, mime[0], b"".join(chunks))
+                 for name, (mime, chunks) in state.files.items())
+    start = state.start
     if start is None and status in ("skip", "fail", "success", "xfail", "uxsuccess"):
         start = stop  # class-level results and stored streams: start = end (0 s)
-    return TestResult(test_id, status, start, stop, frozenset(state["tags"]), atts)
+    return TestResult(test_id, status, start, stop, frozenset(state.tags), atts)
 
 
 def parse(stream: IO[bytes], source: str = "-") -> Run:
     """Parse a subunit v2 byte stream; raise UsageError when it is empty or not subunit."""
-    import subunit
+    return parse_bytes(stream.read(), source)
 
+
+def parse_bytes(data: bytes, source: str = "-") -> Run:
+    """Parse a whole subunit v2 stream held in memory (see ``parse``)."""
     collector = _Collector()
-    reader = subunit.ByteStreamToStreamResult(stream, non_subunit_name="stdout")
-    reader.run(collector)
+    decode(data, collector)
     tests = collector.finish()
     stray = b"".join(collector.stray)
     if not tests and not collector.packets:
@@ -268,17 +277,17 @@ def parse(stream: IO[bytes], source: str = "-") -> Run:
 def read(path: str | Path) -> Run:
     """Parse the stream at ``path`` (``-`` = stdin); raise UsageError when unreadable."""
     if str(path) == "-":
-        data = sys.stdin.buffer.read()
-        return parse(io.BytesIO(data), "<stdin>")
+        return parse_bytes(sys.stdin.buffer.read(), "<stdin>")
     try:
         with open(path, "rb") as fh:
-            return parse(fh, str(path))
+            data = fh.read()
     except FileNotFoundError:
         raise UsageError(f"{path}: no such file", hint="give a subunit stream path or -") from None
     except IsADirectoryError:
         raise UsageError(f"{path}: is a directory") from None
     except PermissionError:
         raise UsageError(f"{path}: permission denied") from None
+    return parse_bytes(data, str(path))
 
 
 def utc_naive(value: datetime | None) -> datetime | None:
