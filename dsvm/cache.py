@@ -8,9 +8,10 @@ place only after it verified, an in-place refresh is bracketed by a marker file,
 half-written repo is always recognised and redone on the next run. ``<cache>/.dsvm-manifest.json``
 records what is cached, from where, at which commit, how big and when (``read_manifest``).
 
-This room never decides *which* projects a node needs (``node.py``) and never checks out a
-job's commit (``workspace.py``). git runs only through ``proc.Runner``, in the small functions
-under "git plumbing" so they can move into ``git.py``.
+This room holds policy only: what to mirror, when to verify, how to repair, the manifest. It
+never decides *which* projects a node needs (``node.py``), never checks out a job's commit
+(``workspace.py``), and runs git only through ``git.Git`` (its retry policy, classification of
+failures and ref readers are git.py's).
 """
 
 from __future__ import annotations
@@ -40,25 +41,10 @@ INCOMPLETE_MARK = "dsvm-incomplete"  # inside <repo>/.git while a refresh is in 
 
 _PART = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
 _PROJECT = re.compile(rf"^{_PART}/{_PART}$")
-_BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
-
-# git's own words for "this repository does not exist" (file, git daemon, smart http);
-# everything else that fails is treated as the network or server being unreachable.
-_NOT_FOUND = ("does not appear to be a git repository", "repository not found",
-              "not exported", "no such repository", "not found", "returned error: 404")
 
 
 # --------------------------------------------------------------------------------------------
 # Records
-
-@dataclass(frozen=True)
-class GitOptions:
-    """How hard to try: per-operation timeout, attempts and the first retry pause."""
-
-    timeout: float = 600.0
-    attempts: int = 3
-    backoff: float = 1.0
-
 
 @dataclass(frozen=True)
 class Upstream:
@@ -181,77 +167,6 @@ def redact_url(url: str) -> str:
     return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", url)
 
 
-def parse_ls_remote(text: str) -> tuple[dict[str, str], str]:
-    """Return ({ref: sha} for heads and tags, default branch) from ``ls-remote --symref``."""
-    refs: dict[str, str] = {}
-    default = ""
-    # split("\n"), not splitlines(): other separators must not smuggle in a ref (pip's note).
-    for line in text.split("\n"):
-        if line.startswith("ref: ") and line.endswith("\tHEAD"):
-            target = line[5:-5]
-            if target.startswith("refs/heads/"):
-                default = target[len("refs/heads/"):]
-            continue
-        sha, _, ref = line.partition("\t")
-        if ref.endswith("^{}") or not re.fullmatch(r"[0-9a-f]{40}([0-9a-f]{24})?", sha):
-            continue
-        if ref.startswith(("refs/heads/", "refs/tags/")):
-            refs[ref] = sha
-    if not default and "refs/heads/master" in refs:
-        default = "master"
-    return refs, default
-
-
-def count_other_refs(text: str) -> int:
-    """How many refs an ``ls-remote`` lists besides HEAD, branches, tags and peeled tags."""
-    count = 0
-    for line in text.split("\n"):
-        _sha, tab, ref = line.partition("\t")
-        if tab and not line.startswith("ref: ") and ref != "HEAD" and \
-                not ref.startswith(("refs/heads/", "refs/tags/")):
-            count += 1
-    return count
-
-
-def local_source(url: str) -> Path | None:
-    """The directory a ``file://`` URL names when it is one on this machine, else None."""
-    path = git.file_url_path(url)
-    return path if path is not None and path.is_dir() else None
-
-
-def parse_local_refs(text: str) -> dict[str, str]:
-    """Map ``for-each-ref`` output of a clone onto upstream names (origin/x -> refs/heads/x)."""
-    refs: dict[str, str] = {}
-    for line in text.split("\n"):
-        sha, _, ref = line.partition(" ")
-        if ref.startswith("refs/remotes/origin/") and ref != "refs/remotes/origin/HEAD":
-            refs["refs/heads/" + ref[len("refs/remotes/origin/"):]] = sha
-        elif ref.startswith("refs/tags/"):
-            refs[ref] = sha
-    return refs
-
-
-def parse_ref_tips(text: str) -> tuple[dict[str, str], dict[str, str], str | None]:
-    """Read ``for-each-ref --format='%(objectname) %(objecttype) %(refname)'`` of a clone.
-
-    Returns (refs under upstream names as ``parse_local_refs`` maps them, the local branches
-    ``{refs/heads/x: sha}``, why a tip is wrong or None): a branch must name a commit.
-    """
-    pairs: list[str] = []
-    local: dict[str, str] = {}
-    for line in text.split("\n"):
-        sha, _, rest = line.partition(" ")
-        kind, _, ref = rest.partition(" ")
-        if not ref:
-            continue
-        if ref.startswith(("refs/heads/", "refs/remotes/")) and kind != "commit":
-            return {}, local, f"{ref} names a {kind}, not a commit"
-        if ref.startswith("refs/heads/"):
-            local[ref] = sha
-        pairs.append(f"{sha} {ref}")
-    return parse_local_refs("\n".join(pairs)), local, None
-
-
 def refs_digest(refs: Mapping[str, str]) -> str:
     """A short fingerprint of ``{ref: sha}`` (order-independent)."""
     import hashlib
@@ -314,112 +229,13 @@ def parse_time(stamp: str) -> float:
         return 0.0
 
 
-# --------------------------------------------------------------------------------------------
-# git plumbing (fold into git.py later)
-
-# Set when a run is interrupted: no new git command starts after that.
+# Set when a run is interrupted: no new git command starts after that (``git.Git(stop=)``).
 STOP = threading.Event()
 
 
-def _git(runner: proc.Runner, args: list[str], desc: str, *, cwd: Path | None = None,
-         opts: GitOptions | None = None, network: bool = False, check: bool = True,
-         merge_stderr: bool = True) -> proc.Result:
-    if STOP.is_set():
-        raise InfraError(f"{desc}: not started, the run was interrupted")
-    o = opts or GitOptions()
-    # stream=False: the Popen fast path. Every git command here is quiet (-q) and short or
-    # silent, so line-by-line streaming buys nothing, and sh's wait(timeout) polls every
-    # 0.1 s, a floor under each of the ~3 commands per repo (and importing sh costs ~0.3 s).
-    # git.git_env, as the workspace's git: English messages (the retry classification reads
-    # them), no credential prompt or askpass to hang an image build, no auto-gc/maintenance.
-    return runner.run(["git", *args], desc=desc, cwd=cwd, env=git.git_env(),
-                      timeout=o.timeout if network else None,
-                      attempts=o.attempts if network else 1,
-                      retry_if=proc.transient_network_error, backoff=o.backoff, check=check,
-                      merge_stderr=merge_stderr, stream=False)
-
-
-def git_ls_remote(runner: proc.Runner, url: str, opts: GitOptions) -> proc.Result:
-    """``git ls-remote --symref`` with retries (not raising: the caller classifies)."""
-    return _git(runner, ["ls-remote", "--symref", "--", url], f"list refs of {redact_url(url)}",
-                opts=opts, network=True, check=False)
-
-
-def git_clone(runner: proc.Runner, url: str, dest: Path, opts: GitOptions, *,
-              copy_local: bool = False) -> None:
-    """Clone ``url`` into ``dest`` (non-bare, all branches and tags), origin = ``url``.
-
-    With ``copy_local`` and a ``file://`` URL on this machine, git's local clone is used
-    (the path, not the URL): it copies the object files instead of packing and re-indexing
-    every object, as DIB did from its builder-side cache (spec/node-prep.md §2.2). The copy
-    is neither hard-linked (the cache must not share inodes with the mirror) nor hashed by
-    index-pack, so the caller's ``git fsck`` is what verifies it.
-    """
-    source = local_source(url) if copy_local else None
-    if source is None:
-        _git(runner, ["clone", "-q", "--no-hardlinks", "--", url, str(dest)],
-             f"clone {redact_url(url)}", opts=opts, network=True)
-        return
-    _git(runner, ["clone", "-q", "--local", "--no-hardlinks", "--", str(source), str(dest)],
-         f"clone {redact_url(url)} (local copy)", opts=opts, network=True)
-    _git(runner, ["remote", "set-url", "origin", "--", url], "set origin", cwd=dest)
-
-
-def git_fetch(runner: proc.Runner, repo: Path, url: str, opts: GitOptions) -> None:
-    """Point origin at ``url`` and fetch every branch and tag, pruning deleted ones."""
-    _git(runner, ["remote", "set-url", "origin", "--", url], "set origin", cwd=repo)
-    _git(runner, ["fetch", "-q", "--prune", "--no-auto-gc", "origin",
-                  "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
-         f"fetch {redact_url(url)}", cwd=repo, opts=opts, network=True)
-
-
-def git_checkout_default(runner: proc.Runner, repo: Path, branch: str) -> None:
-    """Put the work tree on the tip of ``branch`` (local branch reset to origin's)."""
-    if not _BRANCH.match(branch):
-        raise InfraError(f"upstream default branch {branch!r} of {repo} is not a valid name")
-    _git(runner, ["checkout", "-q", "-f", "-B", branch, f"refs/remotes/origin/{branch}", "--"],
-         f"check out {branch}", cwd=repo)
-    _git(runner, ["symbolic-ref", "refs/remotes/origin/HEAD", f"refs/remotes/origin/{branch}"],
-         "set origin/HEAD", cwd=repo)
-
-
-def git_ref_tips(runner: proc.Runner, repo: Path) -> tuple[dict[str, str], dict[str, str],
-                                                           str | None]:
-    """(upstream-named refs, local branches, damage) of a clone, in one ``for-each-ref``.
-
-    ``%(objecttype)`` makes git look every tip object up: a missing one ends it with
-    "fatal: missing object", a ref file that names no valid sha is skipped with "warning:
-    ignoring broken ref". Either is reported as damage, as is a branch that is no commit.
-    """
-    res = _git(runner, ["for-each-ref", "--format=%(objectname) %(objecttype) %(refname)",
-                        "refs/heads", "refs/remotes/origin", "refs/tags"],
-               "list and check cached refs", cwd=repo, check=False, merge_stderr=False)
-    refs, local, damage = parse_ref_tips(res.stdout)
-    if not res.ok:
-        return refs, local, (res.tail[-1].strip() if res.tail else f"exit {res.exit_code}")
-    broken = [ln.strip() for ln in res.tail if ln.startswith(("warning:", "error:"))]
-    return refs, local, damage or (broken[0] if broken else None)
-
-
-def git_local_refs(runner: proc.Runner, repo: Path) -> dict[str, str]:
-    """Branches (as origin has them) and tags of a cached clone."""
-    refs, _local, damage = git_ref_tips(runner, repo)
-    return {} if damage else refs
-
-
-def git_head(runner: proc.Runner, repo: Path) -> str:
-    """The sha the work tree is on."""
-    return _git(runner, ["rev-parse", "--verify", "HEAD^{commit}"], "read HEAD",
-                cwd=repo).stdout.strip()
-
-
-def git_verify(runner: proc.Runner, repo: Path) -> str | None:
-    """None when ``repo`` is sound (``fsck --connectivity-only``), else why not."""
-    res = _git(runner, ["fsck", "--connectivity-only", "--no-progress", "--no-dangling"],
-               "verify", cwd=repo, check=False)
-    if res.ok:
-        return None
-    return (res.tail[-1] if res.tail else f"git fsck exit {res.exit_code}").strip()
+def _git(runner: proc.Runner, retry: git.Retry) -> git.Git:
+    """The git of a prepare-node run: its retry policy, stopped with the run (``STOP``)."""
+    return git.Git(runner, retry=retry, stop=STOP)
 
 
 # --------------------------------------------------------------------------------------------
@@ -455,17 +271,17 @@ def _head_sha(git_dir: Path, local: Mapping[str, str]) -> tuple[str, str | None]
     if head.startswith("ref: "):
         sha = local.get(head[5:], "")
         return sha, None if sha else f"HEAD names {head[5:]}, which does not exist"
-    if re.fullmatch(r"[0-9a-f]{40}([0-9a-f]{24})?", head):
+    if git.is_sha(head):
         return head, None
     return "", f"HEAD is corrupt ({head[:40]!r})"
 
 
-def inspect(cache_root: Path, project: str, runner: proc.Runner) -> RepoState:
+def inspect(cache_root: Path, project: str, g: git.Git) -> RepoState:
     """What the cache holds for ``project``, ref tips checked (one git process); never writes."""
-    return inspect_path(repo_path(cache_root, project), project, runner)
+    return inspect_path(repo_path(cache_root, project), project, g)
 
 
-def inspect_path(path: Path, project: str, runner: proc.Runner) -> RepoState:
+def inspect_path(path: Path, project: str, g: git.Git) -> RepoState:
     """``inspect`` of the repo at ``path`` (also a temporary clone before it is renamed)."""
     git_dir = path / ".git"
     if not path.exists():
@@ -473,15 +289,21 @@ def inspect_path(path: Path, project: str, runner: proc.Runner) -> RepoState:
     complete = (git_dir / "HEAD").is_file() and not (git_dir / INCOMPLETE_MARK).exists()
     if not complete:
         return RepoState(project, path, exists=True, is_complete=False)
-    refs, local, damage = git_ref_tips(runner, path)
+    tips = g.ref_tips(path, "refs/heads", "refs/remotes/origin", "refs/tags")
+    # A branch must name a commit; any other tip type is damage like a missing object.
+    wrong = next((f"{ref} names a {kind}, not a commit" for ref, kind in tips.types.items()
+                  if ref.startswith(("refs/heads/", "refs/remotes/")) and kind != "commit"),
+                 None)
+    local = {ref: sha for ref, sha in tips.refs.items() if ref.startswith("refs/heads/")}
     head, head_damage = _head_sha(git_dir, local)
-    return RepoState(project, path, exists=True, is_complete=True, refs=refs,
-                     damage=damage or head_damage, head=head,
+    return RepoState(project, path, exists=True, is_complete=True,
+                     refs={} if wrong else git.upstream_view(tips.refs),
+                     damage=tips.problem or wrong or head_damage, head=head,
                      objects_digest=objects_digest(path))
 
 
-def source_refs_digest(source: Path) -> str:
-    """Fingerprint of a local repo's ref storage ("" when it is not one).
+def source_refs_digest(git_dir: Path) -> str:
+    """Fingerprint of the ref storage of the local repo ``git_dir`` ("" when it has no HEAD).
 
     HEAD, packed-refs and every file under refs/ and reftable/, by name, size, mtime and
     inode: git writes a ref through a lock file renamed into place, so any ref update,
@@ -489,7 +311,6 @@ def source_refs_digest(source: Path) -> str:
     """
     import hashlib
 
-    git_dir = source / ".git" if (source / ".git").is_dir() else source
     entries = []
     for name in ("HEAD", "packed-refs"):
         try:
@@ -512,32 +333,34 @@ def source_refs_digest(source: Path) -> str:
     return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:32]
 
 
-def probe(project: str, git_base: str, runner: proc.Runner, opts: GitOptions,
+def probe(project: str, git_base: str, g: git.Git,
           recorded: RepoRecord | None = None) -> Upstream:
     """Ask upstream for the refs of ``project``; raise RepoNotFoundError/RepoUnreachableError.
 
-    A local (file://) upstream whose ref files are unchanged since ``recorded`` was synced
-    is not listed at all (no git process): its refs are the recorded ones.
+    A local upstream (a path or file:// on this machine) whose ref files are unchanged since
+    ``recorded`` was synced is not listed at all (no git process): its refs are the recorded
+    ones.
     """
     url = project_url(git_base, project)
-    source = local_source(url)
+    source = git.local_repo(url)
     digest = source_refs_digest(source) if source is not None else ""
     if digest and recorded is not None and recorded.source_digest == digest \
             and recorded.url == redact_url(url) and recorded.refs_digest:
         return Upstream(project, url, {}, recorded.default_branch, source_digest=digest,
                         listed=False)
-    res = git_ls_remote(runner, url, opts)
-    text = "\n".join(res.tail).lower()
+    res = g.ls_remote(url, f"list refs of {redact_url(url)}")
     if not res.ok:
-        if any(marker in text for marker in _NOT_FOUND) and not res.timed_out:
+        if git.classify(res) is git.Failure.MISSING:
             raise RepoNotFoundError(f"{project} does not exist at {redact_url(url)}")
         why = "timed out" if res.timed_out else (res.tail[-1].strip() if res.tail else "")
         raise RepoUnreachableError(
             f"cannot reach {redact_url(url)} after {res.attempts} attempt(s): {why}")
-    refs, default = parse_ls_remote(res.stdout)
+    listed, default = git.parse_ls_remote(res.stdout)
     if not default:
         raise RepoNotFoundError(f"{project} at {redact_url(url)} has no branches")
-    return Upstream(project, url, refs, default, count_other_refs(res.stdout), digest)
+    refs = {ref: sha for ref, sha in listed.items()
+            if ref.startswith(("refs/heads/", "refs/tags/"))}
+    return Upstream(project, url, refs, default, len(listed) - len(refs), digest)
 
 
 def _tmp_sibling(path: Path) -> Path:
@@ -559,22 +382,19 @@ def _record(state: RepoState, upstream: Upstream, action: str, started: float,
             prev: RepoRecord | None) -> RepoRecord:
     """The manifest record of a repo that just passed ``git fsck`` (``state`` read after it)."""
     stamp = now_iso()
-    seen = {"refs_digest": refs_digest(state.refs), "objects_digest": state.objects_digest,
-            "fsck_at": stamp, "verified_by": "fsck", "verified_at": stamp,
-            "source_digest": upstream.source_digest,
-            "seconds": round(time.monotonic() - started, 3)}
-    if action == "keep" and prev is not None:
-        return replace(prev, action="keep", **seen)
     branches = sum(1 for r in state.refs if r.startswith("refs/heads/"))
-    return RepoRecord(
+    record = prev if action == "keep" and prev is not None else RepoRecord(
         project=upstream.project, url=redact_url(upstream.url), path=str(state.path),
         head=state.head, default_branch=upstream.default_branch, branches=branches,
         tags=len(state.refs) - branches, size_bytes=_dir_size(state.path), synced_at=stamp,
-        action=action, **seen)
+        verified_at=stamp)
+    return replace(record, action=action, refs_digest=refs_digest(state.refs),
+                   objects_digest=state.objects_digest, fsck_at=stamp, verified_by="fsck",
+                   verified_at=stamp, source_digest=upstream.source_digest,
+                   seconds=round(time.monotonic() - started, 3))
 
 
-def _clone_into_place(path: Path, upstream: Upstream, runner: proc.Runner,
-                      opts: GitOptions) -> RepoState:
+def _clone_into_place(path: Path, upstream: Upstream, g: git.Git) -> RepoState:
     """Clone in a hidden sibling, verify it, rename it over ``path`` (old one aside); return it.
 
     The fsck runs on the temporary clone: a repo that does not verify never reaches ``path``.
@@ -585,9 +405,12 @@ def _clone_into_place(path: Path, upstream: Upstream, runner: proc.Runner,
     try:
         # A local copy takes every object file of the mirror: only when it has nothing but
         # branches and tags (a Gerrit mirror's refs/changes/* would bloat the cache).
-        git_clone(runner, upstream.url, tmp, opts, copy_local=not upstream.other_refs)
-        state = inspect_path(tmp, upstream.project, runner)
-        problem = state.damage or git_verify(runner, tmp)
+        # A local copy takes the object files as they are, unhashed: the fsck below (on every
+        # new clone) is what verifies it (spec/node-prep.md §2.2, DIB's builder-side cache).
+        source = None if upstream.other_refs else git.local_repo(upstream.url)
+        g.clone_copy(upstream.url, tmp, f"clone {redact_url(upstream.url)}", source=source)
+        state = inspect_path(tmp, upstream.project, g)
+        problem = state.damage or g.fsck(tmp)
         if problem:
             raise InfraError(f"fresh clone of {upstream.project} does not verify: {problem}")
         if path.exists() or path.is_symlink():
@@ -601,17 +424,16 @@ def _clone_into_place(path: Path, upstream: Upstream, runner: proc.Runner,
                 shutil.rmtree(leftover, ignore_errors=True)
 
 
-def _update_in_place(path: Path, upstream: Upstream, runner: proc.Runner,
-                     opts: GitOptions) -> None:
+def _update_in_place(path: Path, upstream: Upstream, g: git.Git) -> None:
     """Fetch into the existing clone; the marker makes an interrupted update visible."""
     marker = path / ".git" / INCOMPLETE_MARK
     marker.write_text(f"refresh started {now_iso()} by pid {os.getpid()}\n")
-    git_fetch(runner, path, upstream.url, opts)
-    git_checkout_default(runner, path, upstream.default_branch)
+    g.fetch_mirror(path, upstream.url, f"fetch {redact_url(upstream.url)}")
+    g.checkout_branch(path, upstream.default_branch)
     marker.unlink()
 
 
-def sync(cache_root: Path, upstream: Upstream, runner: proc.Runner, opts: GitOptions,
+def sync(cache_root: Path, upstream: Upstream, g: git.Git,
          prev: RepoRecord | None = None) -> RepoRecord:
     """Bring one repo in line with upstream, verify it, repair it once; return its record.
 
@@ -619,7 +441,7 @@ def sync(cache_root: Path, upstream: Upstream, runner: proc.Runner, opts: GitOpt
     ``git fsck --connectivity-only``; an unchanged one the cheaper check of ``is_as_verified``.
     """
     started = time.monotonic()
-    local = inspect(cache_root, upstream.project, runner)
+    local = inspect(cache_root, upstream.project, g)
     action = plan_repo(upstream, local, prev).action
     if action == "keep" and prev is not None and is_as_verified(local, prev):
         return replace(prev, action="keep", verified_at=now_iso(), verified_by="tips",
@@ -628,22 +450,22 @@ def sync(cache_root: Path, upstream: Upstream, runner: proc.Runner, opts: GitOpt
     problem = local.damage  # a broken tip: fetching into it is pointless, re-clone
     if problem is None:
         if action in ("clone", "reclone"):
-            state = _clone_into_place(local.path, upstream, runner, opts)
+            state = _clone_into_place(local.path, upstream, g)
             return _record(state, upstream, action, started, prev)
         if action == "update":
-            _update_in_place(local.path, upstream, runner, opts)
-            local = inspect(cache_root, upstream.project, runner)
-        problem = local.damage or git_verify(runner, local.path)
+            _update_in_place(local.path, upstream, g)
+            local = inspect(cache_root, upstream.project, g)
+        problem = local.damage or g.fsck(local.path)
     if problem:
         # Corrupt on disk (the Zuul test_broken_cache case): a clean re-clone repairs it.
-        state = _clone_into_place(local.path, upstream, runner, opts)
+        state = _clone_into_place(local.path, upstream, g)
         return _record(state, upstream, "repaired", started, prev)
     return _record(local, upstream, action, started, prev)
 
 
 def sweep(cache_root: Path) -> list[Path]:
     """Delete temporary directories left by an interrupted run; return what was removed."""
-    removed = []
+    removed: list[Path] = []
     if not Path(cache_root).is_dir():
         return removed
     for org in Path(cache_root).iterdir():
@@ -729,7 +551,7 @@ class ProbeReport:
     unreachable: dict[str, str] = field(default_factory=dict)
 
 
-def probe_all(projects: Iterable[str], git_base: str, runner: proc.Runner, opts: GitOptions,
+def probe_all(projects: Iterable[str], git_base: str, runner: proc.Runner, retry: git.Retry,
               jobs: int, recorded: Mapping[str, RepoRecord] | None = None) -> ProbeReport:
     """``probe`` every project in parallel (read-only); classify the failures."""
     report = ProbeReport()
@@ -745,22 +567,24 @@ def probe_all(projects: Iterable[str], git_base: str, runner: proc.Runner, opts:
             report.upstreams[project] = upstream
 
     known = recorded or {}
-    parallel(sorted(set(projects)), lambda p: probe(p, git_base, runner, opts, known.get(p)),
+    g = _git(runner, retry)
+    parallel(sorted(set(projects)), lambda p: probe(p, git_base, g, known.get(p)),
              jobs, threading.Event(), done)
     return report
 
 
 def sync_all(cache_root: Path, upstreams: Iterable[Upstream], runner: proc.Runner,
-             opts: GitOptions, *, jobs: int, prev: Mapping[str, RepoRecord],
+             retry: git.Retry, *, jobs: int, prev: Mapping[str, RepoRecord],
              stop: threading.Event | None = None,
              on_done: Callable[[str, RepoRecord | None, str | None], None] | None = None
              ) -> SyncReport:
     """Sync every probed project in parallel; failures are reported, not raised."""
     report = SyncReport()
     by_name = {u.project: u for u in upstreams}
+    g = _git(runner, retry)
 
     def work(project: str) -> RepoRecord:
-        return sync(cache_root, by_name[project], runner, opts, prev.get(project))
+        return sync(cache_root, by_name[project], g, prev.get(project))
 
     def done(project: str, record: Any, exc: BaseException | None) -> None:
         if isinstance(exc, Exception):

@@ -10,7 +10,10 @@ classified. This module decides nothing about *which* commit a project gets (``w
 
 from __future__ import annotations
 
+import enum
 import os
+import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,39 +21,58 @@ from pathlib import Path
 from dsvm import proc
 from dsvm.errors import InfraError
 
-# What git prints when the remote could not be reached (retry, then abort the job) as opposed
-# to when it answered "no such ref" (spec zuul-cloner 2.8: classify anywhere in the output).
-_INFRA_MARKERS = (
+LOCK_FILES = ("index.lock", "HEAD.lock", "config.lock", "packed-refs.lock", "shallow.lock")
+
+# What git prints when the remote answered "no such repository / ref" (an answer: never
+# retried) as opposed to when it could not be reached (retried, then the job aborts): the
+# words of file://, git daemon and smart http; matched anywhere in the output (spec
+# zuul-cloner 2.8). git adds "could not read from remote repository" to both kinds.
+_MISSING_MARKERS = (
+    "couldn't find remote ref", "no such remote ref", "not our ref", "invalid refspec",
+    "does not appear to be a git repository", "repository not found", "no such repository",
+    "not exported", "not found", "returned error: 404",
+)
+_NETWORK_MARKERS = (
     "unable to access", "could not resolve host", "connection refused", "connection timed out",
-    "failed to connect", "operation timed out", "early eof", "remote end hung up",
-    "rpc failed", "ssl", "gnutls", "could not read from remote repository",
+    "failed to connect", "unable to connect", "operation timed out", "early eof",
+    "remote end hung up", "rpc failed", "ssl", "gnutls", "could not read from remote repository",
     "connection reset", "network is unreachable", "no route to host",
 )
-_MISSING_MARKERS = (
-    "couldn't find remote ref", "not found", "does not appear to be a git repository",
-    "invalid refspec", "not our ref", "no such remote ref", "returned error: 404",
-)
 
-LOCK_FILES = ("index.lock", "HEAD.lock", "config.lock", "packed-refs.lock", "shallow.lock")
+
+class Failure(enum.Enum):
+    """Why a git command that talks to a remote failed (``classify``)."""
+
+    MISSING = "missing"  # the remote answered: no such repository or ref
+    NETWORK = "network"  # the remote could not be reached, or timed out: worth a retry
+    OTHER = "other"  # anything else (local damage, a bad argument): not retried
 
 
 class RemoteError(InfraError):
     """A remote (upstream, Zuul merger) could not be reached or refused: not local damage."""
 
 
-def is_infra_failure(result: proc.Result) -> bool:
-    """True when a failed git network command could not reach its remote (vs a missing ref)."""
+def classify(result: proc.Result) -> Failure:
+    """Say why the failed git command of ``result`` failed, from its output (LC_ALL=C)."""
     if result.timed_out:
-        return True
+        return Failure.NETWORK
     text = "\n".join(result.tail).lower()
-    if any(marker in text for marker in _MISSING_MARKERS):
-        return False  # git adds "could not read from remote repository" to these too
-    return any(marker in text for marker in _INFRA_MARKERS)
+    # A host name can contain "not found" ("could not resolve host: notfound.example").
+    if "could not resolve host" not in text and any(m in text for m in _MISSING_MARKERS):
+        return Failure.MISSING
+    if any(m in text for m in _NETWORK_MARKERS):
+        return Failure.NETWORK
+    return Failure.OTHER
 
 
-def is_missing_ref(result: proc.Result) -> bool:
-    """True when a failed fetch means "the ref (or repo) is not there"."""
-    return not is_infra_failure(result)
+def is_network_failure(result: proc.Result) -> bool:
+    """The retry predicate of every git network command: ``classify`` says NETWORK."""
+    return classify(result) is Failure.NETWORK
+
+
+def is_sha(text: str) -> bool:
+    """True when ``text`` is a full object name (40 hex digits, or 64 in a SHA-256 repo)."""
+    return len(text) in (40, 64) and not text.strip("0123456789abcdef")
 
 
 def git_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -73,34 +95,57 @@ def git_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Retry:
-    """How network operations retry: attempts, first backoff in seconds, per-try timeout."""
+    """How every git network operation retries (settings ``git.*``): attempts, the first
+    back-off in seconds (doubled for each further try), and the per-try timeout."""
 
     attempts: int = 3
     backoff: float = 5.0
     timeout: float | None = 600.0
 
 
+@dataclass(frozen=True)
+class RefTips:
+    """A repo's refs with the type of the object each names (``Git.ref_tips``)."""
+
+    refs: Mapping[str, str]  # refname -> sha
+    types: Mapping[str, str]  # refname -> commit | tag | tree | blob
+    problem: str | None  # what git said about a missing object or broken ref, else None
+
+
 class Git:
-    """Git operations on repos, logged by one runner (a phase's log)."""
+    """Git operations on repos, logged by one runner (a phase's log).
+
+    ``stop``, once set, refuses to start any further git command (an interrupted
+    prepare-node: the running ones are being killed, no new one may begin).
+    """
 
     def __init__(self, runner: proc.Runner, *, retry: Retry | None = None,
-                 env: Mapping[str, str] | None = None, program: str = "git") -> None:
+                 env: Mapping[str, str] | None = None, program: str = "git",
+                 stop: threading.Event | None = None) -> None:
         self.runner = runner
         self.retry = retry or Retry()
         self.env = git_env(env)
         self.program = program
+        self.stop = stop
 
-    def _run(self, argv: list[proc.Arg], desc: str, cwd: Path | None = None,
-             **kw: object) -> proc.Result:
+    def _run(self, argv: list[proc.Arg], desc: str, cwd: Path | None = None, *,
+             check: bool = True, ok_codes: tuple[int, ...] = (0,), attempts: int = 1,
+             backoff: float = 1.0, timeout: float | None = None, merge_stderr: bool = True
+             ) -> proc.Result:
+        if self.stop is not None and self.stop.is_set():
+            raise InfraError(f"{desc}: not started, the run was interrupted")
+        # stream=False: the Popen fast path. Git here is quiet (-q) and short or silent, so
+        # line-by-line streaming buys nothing, and sh's wait(timeout) polls every 0.1 s.
         return self.runner.run([self.program, *argv], desc=desc, cwd=cwd, env=self.env,
-                               stream=False, **kw)  # type: ignore[arg-type]
+                               stream=False, check=check, ok_codes=ok_codes,
+                               attempts=attempts, backoff=backoff, timeout=timeout,
+                               retry_if=is_network_failure, merge_stderr=merge_stderr)
 
-    def _net(self, argv: list[proc.Arg], desc: str, cwd: Path | None,
-             before_retry: object = None) -> proc.Result:
-        """A network command: bounded retries of infrastructure failures, never raises."""
-        return self._run(argv, desc, cwd, check=False, attempts=self.retry.attempts,
-                         backoff=self.retry.backoff, timeout=self.retry.timeout,
-                         retry_if=is_infra_failure, before_retry=before_retry)
+    def _net(self, argv: list[proc.Arg], desc: str, cwd: Path | None, *,
+             check: bool = False) -> proc.Result:
+        """A network command under the retry policy (retries NETWORK failures only)."""
+        return self._run(argv, desc, cwd, check=check, attempts=self.retry.attempts,
+                         backoff=self.retry.backoff, timeout=self.retry.timeout)
 
     # -- getting a repo ------------------------------------------------------------------------
     def clone_local(self, cache: Path, dest: Path, project: str) -> None:
@@ -117,6 +162,22 @@ class Git:
         if not res.ok:
             raise _failure(f"could not clone {project} from {url}", res, self.runner,
                            "check GIT_BASE / OVERRIDE_<PROJECT>_GIT_BASE and the network")
+
+    def clone_copy(self, url: str, dest: Path, desc: str, *, source: Path | None = None) -> None:
+        """Clone ``url`` into ``dest`` with a work tree, sharing no object file with it;
+        raise CommandFailed after the retries.
+
+        With ``source`` (the repo ``url`` names on this machine) git's local clone copies its
+        object files instead of packing and re-indexing every object, then origin is set
+        to ``url``. Such a copy is not hashed by index-pack: the caller verifies it (fsck).
+        """
+        if source is None:
+            self._net(["clone", "-q", "--no-hardlinks", "--", url, os.fspath(dest)], desc,
+                      None, check=True)
+            return
+        self._net(["clone", "-q", "--local", "--no-hardlinks", "--", os.fspath(source),
+                   os.fspath(dest)], f"{desc} (local copy)", None, check=True)
+        self._run(["remote", "set-url", "origin", "--", url], "set origin", dest)
 
     def set_origin(self, repo: Path, url: str) -> None:
         """Point ``origin`` at ``url`` (adding the remote when it is missing).
@@ -141,15 +202,31 @@ class Git:
                                 "+refs/heads/*:refs/remotes/origin/*",
                                 "+refs/heads/*:refs/heads/*"]
         res = self._net(argv, f"fetch {project} from origin", repo)
-        if not res.ok and not is_infra_failure(res):
+        if not res.ok and classify(res) is not Failure.NETWORK:
             self.gc(repo)
             res = self._net(argv, f"fetch {project} from origin (after gc)", repo)
         if not res.ok:
             error = _failure(f"could not update {project} from its upstream", res, self.runner,
                              "the upstream git server may be down; a recheck retries")
-            raise error if is_infra_failure(res) else InfraError(
+            raise error if classify(res) is Failure.NETWORK else InfraError(
                 error.message, hint="the local copy may be damaged", log_path=error.log_path,
                 details=error.details)
+
+    def fetch_mirror(self, repo: Path, url: str, desc: str) -> None:
+        """Point origin at ``url`` and fetch every branch (as ``origin/*``) and tag, pruning
+        deleted ones; local branches are left alone. Raise CommandFailed after the retries."""
+        self.set_origin(repo, url)
+        self._net(["fetch", "-q", "--prune", "--no-auto-gc", "origin",
+                   "+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"],
+                  desc, repo, check=True)
+
+    def ls_remote(self, url: str, desc: str, *, cwd: Path | None = None,
+                  heads_and_tags: bool = False) -> proc.Result:
+        """``git ls-remote --symref`` of ``url`` (only branches and tags with
+        ``heads_and_tags``) under the retry policy; never raises: the caller classifies a
+        failure and reads the answer with ``parse_ls_remote``."""
+        what: list[proc.Arg] = ["--heads", "--tags"] if heads_and_tags else ["--symref"]
+        return self._net(["ls-remote", *what, "--", url], desc, cwd)
 
     def origin_in_sync(self, repo: Path, project: str) -> dict[str, str] | None:
         """Ask origin for its branches and tags (``ls-remote``, one round trip, no pack
@@ -163,23 +240,13 @@ class Git:
         theirs = self._origin_heads_and_tags(repo, project)
         if theirs is None:
             return None
-        heads: dict[str, str] = {}
-        tags: dict[str, str] = {}
-        for name, sha in theirs.items():
-            if name.startswith("refs/heads/"):
-                heads[name[len("refs/heads/"):]] = sha
-            elif name.startswith("refs/tags/"):
-                tags[name] = sha
-        mine = {"refs/heads/": {}, "refs/remotes/origin/": {}, "refs/tags/": {}}
-        for name, sha in local.items():
-            for prefix, table in mine.items():
-                if name.startswith(prefix):
-                    table[name[len(prefix):] if prefix != "refs/tags/" else name] = sha
-        mine["refs/remotes/origin/"].pop("HEAD", None)  # a symref fetch never touches
-        if not heads or mine["refs/heads/"] != heads or \
-                mine["refs/remotes/origin/"] != heads or mine["refs/tags/"] != tags:
+        heads = {name: sha for name, sha in theirs.items() if name.startswith("refs/heads/")}
+        mine = {name: sha for name, sha in local.items() if name.startswith("refs/heads/")}
+        if not heads or mine != heads or upstream_view(local) != theirs:
             return None
-        return {**{f"refs/remotes/origin/{b}": sha for b, sha in heads.items()}, **tags}
+        # theirs, as fetch_origin names them here: heads as origin/*, tags as they are
+        return {("refs/remotes/origin/" + name[len("refs/heads/"):]
+                 if name.startswith("refs/heads/") else name): sha for name, sha in theirs.items()}
 
     def _origin_heads_and_tags(self, repo: Path, project: str) -> dict[str, str] | None:
         """{ref: sha} of origin's ``refs/heads/*`` and ``refs/tags/*``, or None when they
@@ -193,23 +260,15 @@ class Git:
             refs = read_gitdir_refs(local, ("refs/heads/", "refs/tags/"))
             if refs is not None:
                 return refs
-        res = self._net(["ls-remote", "--heads", "--tags", "--", "origin"],
-                        f"list {project}'s refs on origin", repo)
+        res = self.ls_remote("origin", f"list {project}'s refs on origin", cwd=repo,
+                             heads_and_tags=True)
         if not res.ok:
-            if is_infra_failure(res):
+            if classify(res) is Failure.NETWORK:
                 raise _failure(f"could not update {project} from its upstream", res,
                                self.runner, "the upstream git server may be down; a recheck "
                                "retries")
             return None  # let fetch_origin (and its gc-and-retry) deal with it
-        refs = {}
-        for line in res.stdout.split("\n"):
-            sha, _, name = line.partition("\t")
-            if not name or name.endswith("^{}"):
-                continue
-            if not _is_sha(sha):
-                return None
-            refs[name] = sha
-        return refs
+        return parse_ls_remote(res.stdout)[0]
 
     def fetch_ref(self, repo: Path, url: str, ref: str, project: str) -> bool:
         """Fetch ``ref`` from ``url`` into FETCH_HEAD; False when it does not exist there.
@@ -221,7 +280,7 @@ class Git:
                         f"fetch {ref} for {project}", repo)
         if res.ok:
             return True
-        if is_infra_failure(res):
+        if classify(res) is Failure.NETWORK:
             raise _failure(f"could not fetch {ref} for {project} from {url}", res, self.runner,
                            "the Zuul merger (ZUUL_URL) is unreachable; a recheck recreates "
                            "the ref once it is back")
@@ -236,13 +295,26 @@ class Git:
         """Return {refname: sha} of the refs under ``patterns`` (all refs when none given)."""
         res = self._run(["for-each-ref", "--format=%(objectname) %(refname)", *patterns],
                         "list refs", repo)
-        out = {}
-        # split("\n"), not splitlines(): exotic separators must not split a ref name (pip).
-        for line in res.stdout.split("\n"):
-            sha, _, name = line.partition(" ")
-            if name:
-                out[name] = sha
-        return out
+        return {name: sha for name, (sha, _kind) in _parse_for_each_ref(res.stdout).items()}
+
+    def ref_tips(self, repo: Path, *patterns: str) -> RefTips:
+        """The refs under ``patterns`` with their object types, in one ``for-each-ref``.
+
+        ``%(objecttype)`` makes git look every tip object up: a missing one ends it with
+        "fatal: missing object", a ref file that names no valid sha is skipped with "warning:
+        ignoring broken ref". Either becomes ``problem``.
+        """
+        res = self._run(["for-each-ref", "--format=%(objectname) %(refname) %(objecttype)",
+                         *patterns], "list and check refs", repo, check=False,
+                        merge_stderr=False)
+        parsed = _parse_for_each_ref(res.stdout)
+        refs = {name: sha for name, (sha, _kind) in parsed.items()}
+        types = {name: kind for name, (_sha, kind) in parsed.items()}
+        if not res.ok:
+            return RefTips(refs, types, res.tail[-1].strip() if res.tail
+                           else f"exit {res.exit_code}")
+        broken = [ln.strip() for ln in res.tail if ln.startswith(("warning:", "error:"))]
+        return RefTips(refs, types, broken[0] if broken else None)
 
     def origin_refs(self, repo: Path) -> dict[str, str]:
         """{refname: sha} of ``refs/remotes/origin/*`` and ``refs/tags/*`` (symrefs left out),
@@ -258,7 +330,7 @@ class Git:
         res = self._run(["rev-parse", "--verify", "--quiet", "--end-of-options",
                          f"{rev}^{{commit}}"], f"resolve {rev}", repo, check=False)
         sha = res.stdout.strip()
-        return sha if res.ok and len(sha) == 40 else None
+        return sha if res.ok and is_sha(sha) else None
 
     def head(self, repo: Path) -> str | None:
         """Return the commit HEAD points at, or None."""
@@ -267,7 +339,7 @@ class Git:
             text = (repo / ".git" / "HEAD").read_text().strip()
         except OSError:
             text = ""
-        return text if _is_sha(text) else self.rev_parse(repo, "HEAD")
+        return text if is_sha(text) else self.rev_parse(repo, "HEAD")
 
     def fetched_sha(self, repo: Path) -> str | None:
         """Return the commit the last fetch of a single ref wrote to FETCH_HEAD, or None."""
@@ -277,7 +349,15 @@ class Git:
         except OSError:
             return self.rev_parse(repo, "FETCH_HEAD")
         sha = first.split("\t", 1)[0]
-        return sha if _is_sha(sha) else self.rev_parse(repo, "FETCH_HEAD")
+        return sha if is_sha(sha) else self.rev_parse(repo, "FETCH_HEAD")
+
+    def fsck(self, repo: Path) -> str | None:
+        """None when ``repo`` is sound (``fsck --connectivity-only``), else what git said."""
+        res = self._run(["fsck", "--connectivity-only", "--no-progress", "--no-dangling"],
+                        "verify", repo, check=False)
+        if res.ok:
+            return None
+        return (res.tail[-1] if res.tail else f"git fsck exit {res.exit_code}").strip()
 
     # -- working tree --------------------------------------------------------------------------
     def checkout(self, repo: Path, sha: str) -> None:
@@ -285,14 +365,20 @@ class Git:
         self._run(["checkout", "--quiet", "--force", "--detach", sha, "--"],
                   f"check out {sha[:12]}", repo)
 
+    def checkout_branch(self, repo: Path, branch: str) -> None:
+        """Put the work tree on the tip of ``origin/<branch>`` as local ``branch`` (reset to
+        it) and make ``origin/HEAD`` name it; raise InfraError for an unusable name."""
+        if not _BRANCH.match(branch):
+            raise InfraError(f"branch {branch!r} of {repo} is not a valid name")
+        self._run(["checkout", "-q", "-f", "-B", branch, f"refs/remotes/origin/{branch}", "--"],
+                  f"check out {branch}", repo)
+        self._run(["symbolic-ref", "refs/remotes/origin/HEAD", f"refs/remotes/origin/{branch}"],
+                  "set origin/HEAD", repo)
+
     def refresh_index(self, repo: Path) -> None:
         """``update-index --refresh``: re-check racily clean entries and record their stat data
         (a maintenance step: its failure is ignored, the next git command does the same)."""
         self._run(["update-index", "-q", "--refresh"], "refresh the index", repo, check=False)
-
-    def reset_hard(self, repo: Path) -> None:
-        """``git reset --hard`` to HEAD (exit 1 tolerated, as zuul-cloner did)."""
-        self._run(["reset", "--quiet", "--hard"], "reset", repo, ok_codes=(0, 1))
 
     def clean(self, repo: Path) -> None:
         """Remove untracked and ignored files (single -f: nested checkouts survive); retry once."""
@@ -308,8 +394,58 @@ class Git:
                            "check the URLs in .gitmodules")
 
 
-def _is_sha(text: str) -> bool:
-    return len(text) == 40 and not text.strip("0123456789abcdef")
+_BRANCH = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._/-]*$")
+
+
+# -- reading refs: one reader per source (ls-remote, for-each-ref, the ref files) ------------
+
+def parse_ls_remote(text: str) -> tuple[dict[str, str], str]:
+    """({ref: sha} of every ref ``ls-remote`` listed, default branch) from its output.
+
+    HEAD and peeled ``^{}`` lines are left out; the default branch comes from ``--symref``'s
+    ``ref: refs/heads/x\tHEAD`` line ("" when HEAD names no branch: "master" if it exists).
+    """
+    refs: dict[str, str] = {}
+    default = ""
+    # split("\n"), not splitlines(): other separators must not smuggle in a ref (pip's note).
+    for line in text.split("\n"):
+        if line.startswith("ref: ") and line.endswith("\tHEAD"):
+            target = line[5:-5]
+            if target.startswith("refs/heads/"):
+                default = target[len("refs/heads/"):]
+            continue
+        sha, _, name = line.partition("\t")
+        if name and name != "HEAD" and not name.endswith("^{}") and is_sha(sha):
+            refs[name] = sha
+    if not default and "refs/heads/master" in refs:
+        default = "master"
+    return refs, default
+
+
+def _parse_for_each_ref(text: str) -> dict[str, tuple[str, str]]:
+    """{refname: (sha, type)} from ``for-each-ref --format='%(objectname) %(refname)[ %(
+    objecttype)]'`` (type "" when not asked for; a ref name never contains a space)."""
+    out: dict[str, tuple[str, str]] = {}
+    # split("\n"), not splitlines(): exotic separators must not split a ref name (pip).
+    for line in text.split("\n"):
+        sha, _, rest = line.partition(" ")
+        name, _, kind = rest.partition(" ")
+        if name:
+            out[name] = (sha, kind)
+    return out
+
+
+def upstream_view(refs: Mapping[str, str]) -> dict[str, str]:
+    """A clone's refs as its origin names them: ``refs/remotes/origin/x`` as
+    ``refs/heads/x`` (``origin/HEAD`` left out), tags as they are, anything else dropped."""
+    out: dict[str, str] = {}
+    prefix = "refs/remotes/origin/"
+    for name, sha in refs.items():
+        if name.startswith(prefix) and name != prefix + "HEAD":
+            out["refs/heads/" + name[len(prefix):]] = sha
+        elif name.startswith("refs/tags/"):
+            out[name] = sha
+    return out
 
 
 def origin_url(repo: Path) -> str | None:
@@ -371,7 +507,7 @@ def read_gitdir_refs(gitdir: Path, prefixes: tuple[str, ...]) -> dict[str, str] 
         if not line or line[0] in "#^":
             continue
         sha, _, name = line.partition(" ")
-        if not _is_sha(sha) or not name:
+        if not is_sha(sha) or not name:
             return None
         if name.startswith(prefixes):
             refs[name] = sha
@@ -406,7 +542,7 @@ def _read_loose_refs(root: str, rel: str, refs: dict[str, str]) -> bool:
         if text.startswith("ref: "):
             refs.pop(name, None)
             continue
-        if not _is_sha(text):
+        if not is_sha(text):
             return False
         refs[name] = text
     return True
@@ -471,8 +607,7 @@ def looks_like_repo(path: Path) -> str | None:
         head = (gitdir / "HEAD").read_text(errors="replace").strip()
     except OSError as exc:
         return f"unreadable HEAD ({exc.strerror})"
-    if not (head.startswith("ref: refs/") or len(head) == 40 and
-            all(c in "0123456789abcdef" for c in head)):
+    if not (head.startswith("ref: refs/") or is_sha(head)):
         return f"corrupt HEAD ({head[:40]!r})"
     for sub in ("objects", "refs"):
         if not (gitdir / sub).is_dir():

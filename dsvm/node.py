@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsvm import cache, proc
+from dsvm import cache, git, proc
 from dsvm.errors import InfraError, Problem, UsageError
 from dsvm.phase import JobContext, PhaseResult
 from dsvm.profile import Settings
@@ -114,7 +114,7 @@ class PreparePlan:
     skipped: Mapping[str, str]
     projects: tuple[str, ...]
     git_base: str
-    git: cache.GitOptions
+    git: git.Retry
     stackrc_projects: bool
     image_urls: tuple[str, ...]
     packages: tuple[str, ...]
@@ -160,9 +160,9 @@ def plan_prepare(settings: Settings, facts: NodeFacts) -> PreparePlan:
     return PreparePlan(
         paths=paths, steps=steps, skipped=skipped, projects=required_projects(settings),
         git_base=str(settings.get("git.base")),
-        git=cache.GitOptions(timeout=float(settings.get("git.timeout") or 600),
-                             attempts=int(settings.get("git.attempts") or 3),
-                             backoff=float(settings.get("git.backoff") or 1)),
+        git=git.Retry(timeout=float(settings.get("git.timeout") or 600),
+                      attempts=int(settings.get("git.attempts") or 3),
+                      backoff=float(settings.get("git.backoff") or 1)),
         stackrc_projects=bool(settings.get("node.stackrc_projects")),
         image_urls=tuple(extra), packages=packages,
         jobs=max(1, int(settings.get("node.jobs") or 4)),

@@ -173,16 +173,6 @@ def kill_group(pgid: int, grace: float = 5.0) -> None:
         pass
 
 
-def transient_network_error(result: Result) -> bool:
-    """Retry predicate: the output looks like a network hiccup, not a permanent refusal."""
-    text = "\n".join(result.tail).lower()
-    permanent = ("couldn't find remote ref", "not found", "does not appear to be a git repository",
-                 "invalid refspec", "not our ref")
-    if any(p in text for p in permanent) and "could not resolve host" not in text:
-        return False
-    return True
-
-
 def as_user(user: str | None, argv: Sequence[Arg], env_keep: Iterable[str] = ()) -> list[Arg]:
     """Wrap argv so it runs as ``user`` (``runuser`` as root, ``sudo -u`` otherwise).
 

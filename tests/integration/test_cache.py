@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from dsvm import cache, proc
+from dsvm import cache, git, proc
 from dsvm.errors import InfraError
 from tests.fixtures.gitrepos import add_commit, make_repo, tip
 from tests.fixtures.httpserver import closed_port
 
-OPTS = cache.GitOptions(timeout=30, attempts=2, backoff=0.01)
+RETRY = git.Retry(timeout=30, attempts=2, backoff=0.01)
 
 
 @pytest.fixture
@@ -24,85 +24,85 @@ def upstream(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def runner(tmp_path: Path) -> proc.Runner:
-    return proc.Runner(tmp_path / "cache.log")
+def g(tmp_path: Path) -> git.Git:
+    return git.Git(proc.Runner(tmp_path / "cache.log"), retry=RETRY)
 
 
-def _sync(cache_root: Path, upstream: Path, project: str, runner: proc.Runner,
+def _sync(cache_root: Path, upstream: Path, project: str, g: git.Git,
           prev: cache.RepoRecord | None = None) -> cache.RepoRecord:
-    up = cache.probe(project, f"file://{upstream}", runner, OPTS)
-    return cache.sync(cache_root, up, runner, OPTS, prev)
+    up = cache.probe(project, f"file://{upstream}", g)
+    return cache.sync(cache_root, up, g, prev)
 
 
 def _packs(repo: Path) -> set[str]:
     return {p.name for p in (repo / ".git/objects").rglob("*") if p.is_file()}
 
 
-def test_clone_is_a_full_nonbare_clone_with_upstream_origin(tmp_path, upstream, runner):
-    rec = _sync(tmp_path / "git", upstream, "openstack/nova", runner)
+def test_clone_is_a_full_nonbare_clone_with_upstream_origin(tmp_path, upstream, g):
+    rec = _sync(tmp_path / "git", upstream, "openstack/nova", g)
     repo = tmp_path / "git/openstack/nova"
     assert rec.action == "clone" and rec.head == tip(upstream / "openstack/nova")
     assert (repo / "file0.txt").is_file()  # working tree checked out
-    refs = cache.git_local_refs(runner, repo)
+    refs = cache.inspect(tmp_path / "git", "openstack/nova", g).refs
     assert set(refs) == {"refs/heads/master", "refs/heads/stable/2024.1", "refs/tags/1.0"}
     url = proc.Runner().run(["git", "config", "remote.origin.url"], desc="url", cwd=repo)
     assert url.stdout.strip() == f"file://{upstream}/openstack/nova"
     assert rec.branches == 2 and rec.tags == 1 and rec.size_bytes > 0
 
 
-def test_second_sync_keeps_and_transfers_nothing(tmp_path, upstream, runner):
-    first = _sync(tmp_path / "git", upstream, "openstack/nova", runner)
+def test_second_sync_keeps_and_transfers_nothing(tmp_path, upstream, g):
+    first = _sync(tmp_path / "git", upstream, "openstack/nova", g)
     before = _packs(tmp_path / "git/openstack/nova")
-    again = _sync(tmp_path / "git", upstream, "openstack/nova", runner, first)
+    again = _sync(tmp_path / "git", upstream, "openstack/nova", g, first)
     assert again.action == "keep" and again.synced_at == first.synced_at
     assert _packs(tmp_path / "git/openstack/nova") == before
 
 
-def test_upstream_change_is_fetched_and_checked_out(tmp_path, upstream, runner):
-    first = _sync(tmp_path / "git", upstream, "openstack/nova", runner)
+def test_upstream_change_is_fetched_and_checked_out(tmp_path, upstream, g):
+    first = _sync(tmp_path / "git", upstream, "openstack/nova", g)
     new = add_commit(upstream / "openstack/nova", files={"added.txt": "hello\n"})
-    rec = _sync(tmp_path / "git", upstream, "openstack/nova", runner, first)
+    rec = _sync(tmp_path / "git", upstream, "openstack/nova", g, first)
     assert rec.action == "update" and rec.head == new
     assert (tmp_path / "git/openstack/nova/added.txt").read_text() == "hello\n"
     assert not (tmp_path / "git/openstack/nova/.git" / cache.INCOMPLETE_MARK).exists()
 
 
-def test_corrupt_repo_is_detected_and_repaired(tmp_path, upstream, runner):
-    first = _sync(tmp_path / "git", upstream, "openstack/nova", runner)
+def test_corrupt_repo_is_detected_and_repaired(tmp_path, upstream, g):
+    first = _sync(tmp_path / "git", upstream, "openstack/nova", g)
     repo = tmp_path / "git/openstack/nova"
     # Every object file (a clone copied from a local upstream may hold loose objects only).
     for obj in (repo / ".git/objects").rglob("*"):
         if obj.is_file() and obj.parent.name != "info":
             obj.chmod(0o644)
             obj.write_bytes(b"garbage")
-    assert cache.git_verify(runner, repo) is not None
-    rec = _sync(tmp_path / "git", upstream, "openstack/nova", runner, first)
+    assert g.fsck(repo) is not None
+    rec = _sync(tmp_path / "git", upstream, "openstack/nova", g, first)
     assert rec.action == "repaired"
-    assert cache.git_verify(runner, repo) is None
+    assert g.fsck(repo) is None
 
 
-def test_half_written_repo_and_leftovers_are_redone(tmp_path, upstream, runner):
-    first = _sync(tmp_path / "git", upstream, "openstack/nova", runner)
+def test_half_written_repo_and_leftovers_are_redone(tmp_path, upstream, g):
+    first = _sync(tmp_path / "git", upstream, "openstack/nova", g)
     repo = tmp_path / "git/openstack/nova"
     (repo / ".git" / cache.INCOMPLETE_MARK).write_text("interrupted\n")
     leftover = tmp_path / f"git/openstack/.glance{cache.TMP_MARK}dead"
     shutil.copytree(repo, leftover)
     assert cache.sweep(tmp_path / "git") == [leftover]
     assert not leftover.exists()
-    rec = _sync(tmp_path / "git", upstream, "openstack/nova", runner, first)
+    rec = _sync(tmp_path / "git", upstream, "openstack/nova", g, first)
     assert rec.action == "reclone"
     assert not (repo / ".git" / cache.INCOMPLETE_MARK).exists()
 
 
-def test_probe_tells_missing_from_unreachable(tmp_path, upstream, runner):
+def test_probe_tells_missing_from_unreachable(tmp_path, upstream, g):
     with pytest.raises(cache.RepoNotFoundError, match="openstack/nope"):
-        cache.probe("openstack/nope", f"file://{upstream}", runner, OPTS)
+        cache.probe("openstack/nope", f"file://{upstream}", g)
     with pytest.raises(cache.RepoUnreachableError, match="2 attempt"):
-        cache.probe("openstack/nova", f"git://127.0.0.1:{closed_port()}", runner, OPTS)
+        cache.probe("openstack/nova", f"git://127.0.0.1:{closed_port()}", g)
 
 
-def test_manifest_round_trip(tmp_path, upstream, runner):
-    rec = _sync(tmp_path / "git", upstream, "openstack/glance", runner)
+def test_manifest_round_trip(tmp_path, upstream, g):
+    rec = _sync(tmp_path / "git", upstream, "openstack/glance", g)
     m = cache.Manifest(written_at=cache.now_iso(), git_base="file:///x",
                        repos={rec.project: rec}, missing={"openstack/y": "unreachable"},
                        images_dir="/opt/cache/files", images={"a.img": {"size": 3}})
@@ -122,10 +122,10 @@ def test_lock_refuses_a_second_run(tmp_path):
 
 
 def test_unchanged_repo_is_verified_by_its_tips_and_a_lost_object_still_caught(
-        tmp_path, upstream, runner):
-    first = _sync(tmp_path / "git", upstream, "openstack/nova", runner)
+        tmp_path, upstream, g):
+    first = _sync(tmp_path / "git", upstream, "openstack/nova", g)
     assert first.verified_by == "fsck" and first.refs_digest and first.objects_digest
-    again = _sync(tmp_path / "git", upstream, "openstack/nova", runner, first)
+    again = _sync(tmp_path / "git", upstream, "openstack/nova", g, first)
     assert again.action == "keep" and again.verified_by == "tips"
     # A lost object behind the tips: the object files changed, so the full fsck runs.
     repo = tmp_path / "git/openstack/nova"
@@ -134,39 +134,49 @@ def test_unchanged_repo_is_verified_by_its_tips_and_a_lost_object_still_caught(
     packs = list((repo / ".git/objects/pack").glob("*.pack"))
     for victim in (packs or loose[:1]):
         victim.unlink()
-    rec = _sync(tmp_path / "git", upstream, "openstack/nova", runner, again)
+    rec = _sync(tmp_path / "git", upstream, "openstack/nova", g, again)
     assert rec.action == "repaired" and rec.verified_by == "fsck"
-    assert cache.git_verify(runner, repo) is None
+    assert g.fsck(repo) is None
 
 
-def test_a_broken_ref_tip_is_damage(tmp_path, upstream, runner):
-    _sync(tmp_path / "git", upstream, "openstack/nova", runner)
+def test_a_broken_ref_tip_is_damage(tmp_path, upstream, g):
+    _sync(tmp_path / "git", upstream, "openstack/nova", g)
     repo = tmp_path / "git/openstack/nova"
     (repo / ".git/refs/tags/ghost").write_text("1" * 40 + "\n")
-    state = cache.inspect(tmp_path / "git", "openstack/nova", runner)
+    state = cache.inspect(tmp_path / "git", "openstack/nova", g)
     assert state.damage and "missing object" in state.damage
 
 
-def test_local_upstream_is_listed_again_only_when_its_refs_change(tmp_path, upstream, runner):
+def test_local_upstream_is_listed_again_only_when_its_refs_change(tmp_path, upstream, g):
     base = f"file://{upstream}"
-    first = _sync(tmp_path / "git", upstream, "openstack/nova", runner)
+    first = _sync(tmp_path / "git", upstream, "openstack/nova", g)
     assert first.source_digest
-    quiet = cache.probe("openstack/nova", base, runner, OPTS, first)
+    quiet = cache.probe("openstack/nova", base, g, first)
     assert not quiet.listed and quiet.default_branch == "master"
-    assert cache.sync(tmp_path / "git", quiet, runner, OPTS, first).action == "keep"
+    assert cache.sync(tmp_path / "git", quiet, g, first).action == "keep"
     new = add_commit(upstream / "openstack/nova")
-    moved = cache.probe("openstack/nova", base, runner, OPTS, first)
+    moved = cache.probe("openstack/nova", base, g, first)
     assert moved.listed and moved.refs["refs/heads/master"] == new
-    assert cache.sync(tmp_path / "git", moved, runner, OPTS, first).action == "update"
+    assert cache.sync(tmp_path / "git", moved, g, first).action == "update"
 
 
-def test_mirror_with_other_refs_is_cloned_over_the_transport(tmp_path, upstream, runner):
+def test_mirror_with_other_refs_is_cloned_over_the_transport(tmp_path, upstream, g):
     nova = upstream / "openstack/nova"
     proc.Runner().run(["git", "update-ref", "refs/changes/01/1/1", "HEAD"], desc="ref", cwd=nova)
-    up = cache.probe("openstack/nova", f"file://{upstream}", runner, OPTS)
+    up = cache.probe("openstack/nova", f"file://{upstream}", g)
     assert up.other_refs == 1
-    cache.sync(tmp_path / "git", up, runner, OPTS)
+    cache.sync(tmp_path / "git", up, g)
     assert "(local copy)" not in (tmp_path / "cache.log").read_text()
-    cache.sync(tmp_path / "git2", cache.probe("openstack/glance", f"file://{upstream}", runner,
-                                             OPTS), runner, OPTS)
+    cache.sync(tmp_path / "git2", cache.probe("openstack/glance", f"file://{upstream}", g),
+               g)
     assert "--local --no-hardlinks" in (tmp_path / "cache.log").read_text()
+
+
+def test_a_branch_that_names_no_commit_is_damage_and_repaired(tmp_path, upstream, g):
+    first = _sync(tmp_path / "git", upstream, "openstack/nova", g)
+    repo = tmp_path / "git/openstack/nova"
+    proc.Runner().run(["git", "update-ref", "refs/remotes/origin/stable/2024.1", "HEAD^{tree}"],
+                      desc="point a branch at a tree", cwd=repo)
+    state = cache.inspect(tmp_path / "git", "openstack/nova", g)
+    assert state.damage == "refs/remotes/origin/stable/2024.1 names a tree, not a commit"
+    assert _sync(tmp_path / "git", upstream, "openstack/nova", g, first).action == "repaired"

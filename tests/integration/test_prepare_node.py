@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dsvm import cache, node, profile
+from dsvm import cache, git, node, proc, profile
 from dsvm.errors import UsageError
 from tests.fixtures.gitrepos import add_commit, make_repo
 from tests.fixtures.httpserver import closed_port, serve
@@ -150,11 +150,9 @@ def test_interrupted_run_is_completed_by_the_next_one(site, tmp_path):
     assert not list((site["root"] / "opt/git").glob(f"*/.*{cache.TMP_MARK}*"))
     res = prepare(site, "--skip", "users", "--skip", "images")
     assert res.returncode == 0, res.stderr
-    runner_log = tmp_path / "verify.log"
-    from dsvm import proc
+    g = git.Git(proc.Runner(tmp_path / "verify.log"))
     for project in json.loads(res.stdout)["repos"]:
-        repo = cache.repo_path(site["root"] / "opt/git", project)
-        assert cache.git_verify(proc.Runner(runner_log), repo) is None
+        assert g.fsck(cache.repo_path(site["root"] / "opt/git", project)) is None
 
 
 def test_needs_root_exits_2_before_doing_anything(site):

@@ -1,4 +1,4 @@
-"""git.py's pure parts: classifying fetch failures, spotting a damaged repo from its files."""
+"""git.py's pure parts: classifying failures, the sha test, the ref readers, a damaged repo."""
 
 from __future__ import annotations
 
@@ -15,26 +15,62 @@ def _failed(*lines: str, timed_out: bool = False) -> proc.Result:
                        stdout="\n".join(lines), tail=lines, timed_out=timed_out)
 
 
-@pytest.mark.parametrize("lines,infra", [
-    (("fatal: couldn't find remote ref refs/zuul/master/Z1",), False),
+@pytest.mark.parametrize("lines,why", [
+    (("fatal: couldn't find remote ref refs/zuul/master/Z1",), "missing"),
     (("fatal: '/m/org/p' does not appear to be a git repository",
-      "fatal: Could not read from remote repository."), False),
-    (("fatal: repository 'https://z/p/org/x/' not found",), False),
+      "fatal: Could not read from remote repository."), "missing"),
+    (("fatal: repository 'https://z/p/org/x/' not found",), "missing"),
     (("fatal: unable to access 'http://z/p/org/x/': The requested URL returned error: 404",),
-     False),
+     "missing"),
+    (("fatal: remote error: access denied or repository not exported: /org/x",), "missing"),
     (("fatal: unable to access 'http://127.0.0.1:9/org/x/': Failed to connect to 127.0.0.1 "
-      "port 9: Connection refused",), True),
-    (("fatal: unable to access 'https://z/': Could not resolve host: z",), True),
+      "port 9: Connection refused",), "network"),
+    (("fatal: unable to access 'https://z/': Could not resolve host: z",), "network"),
+    (("fatal: unable to access 'https://notfound.example/': Could not resolve host: "
+      "notfound.example",), "network"),
+    (("fatal: unable to connect to 127.0.0.1:", "127.0.0.1[0: 127.0.0.1]: errno=Connection "
+      "refused"), "network"),
     (("ssh: connect to host z port 22: Connection timed out",
-      "fatal: Could not read from remote repository."), True),
-    (("error: RPC failed; HTTP 502", "fatal: early EOF"), True),
+      "fatal: Could not read from remote repository."), "network"),
+    (("error: RPC failed; HTTP 502", "fatal: early EOF"), "network"),
+    (("fatal: bad object HEAD",), "other"),
+    (("error: cannot lock ref 'refs/remotes/origin/master'",), "other"),
 ])
-def test_fetch_failures_are_classified(lines, infra) -> None:
-    assert git.is_infra_failure(_failed(*lines)) is infra
+def test_failures_are_classified(lines, why) -> None:
+    assert git.classify(_failed(*lines)).value == why
+    assert git.is_network_failure(_failed(*lines)) is (why == "network")
 
 
-def test_a_timeout_is_an_infrastructure_failure() -> None:
-    assert git.is_infra_failure(_failed("", timed_out=True))
+def test_a_timeout_is_a_network_failure() -> None:
+    assert git.classify(_failed("", timed_out=True)) is git.Failure.NETWORK
+
+
+@pytest.mark.parametrize("text,ok", [
+    ("a" * 40, True), ("0123456789abcdef" * 4, True), ("a" * 39, False), ("A" * 40, False),
+    ("g" * 40, False), ("a" * 41, False), ("", False), ("a" * 40 + "\n", False),
+])
+def test_is_sha(text: str, ok: bool) -> None:
+    assert git.is_sha(text) is ok
+
+
+def test_ls_remote_parsing_keeps_every_ref_and_the_default_branch() -> None:
+    sha = "a" * 40
+    text = (f"ref: refs/heads/main\tHEAD\n{sha}\tHEAD\n{sha}\trefs/heads/main\n"
+            f"{'b' * 40}\trefs/tags/1.0\n{'c' * 40}\trefs/tags/1.0^{{}}\n"
+            f"{'d' * 40}\trefs/changes/01/1/1\nnot-a-sha\trefs/heads/evil\n")
+    refs, default = git.parse_ls_remote(text)
+    assert default == "main"
+    assert refs == {"refs/heads/main": sha, "refs/tags/1.0": "b" * 40,
+                    "refs/changes/01/1/1": "d" * 40}
+    assert git.parse_ls_remote(f"{sha}\trefs/heads/master\n") == (
+        {"refs/heads/master": sha}, "master")  # no --symref line: master when it exists
+
+
+def test_upstream_view_names_a_clones_refs_as_its_origin_does() -> None:
+    sha = "a" * 40
+    local = {"refs/remotes/origin/main": sha, "refs/remotes/origin/HEAD": sha,
+             "refs/remotes/other/x": sha, "refs/tags/1.0": "b" * 40, "refs/heads/main": sha}
+    assert git.upstream_view(local) == {"refs/heads/main": sha, "refs/tags/1.0": "b" * 40}
 
 
 def test_git_env_drops_inherited_git_variables() -> None:

@@ -22,18 +22,6 @@ def test_bad_project_names_are_refused(name):
         cache.validate_project(name)
 
 
-def test_ls_remote_parsing_keeps_heads_and_tags_and_default():
-    text = (f"ref: refs/heads/main\tHEAD\n{SHA}\tHEAD\n{SHA}\trefs/heads/main\n"
-            f"{'b' * 40}\trefs/tags/1.0\n{'c' * 40}\trefs/tags/1.0^{{}}\n"
-            f"{'d' * 40}\trefs/changes/01/1/1\n")
-    refs, default = cache.parse_ls_remote(text)
-    assert default == "main"
-    assert refs == {"refs/heads/main": SHA, "refs/tags/1.0": "b" * 40}
-    local = cache.parse_local_refs(f"{SHA} refs/remotes/origin/main\n{SHA} refs/remotes/origin/HEAD"
-                                   f"\n{'b' * 40} refs/tags/1.0")
-    assert local == refs
-
-
 @pytest.mark.parametrize("exists,complete,local,recorded,action", [
     (False, False, {}, None, "clone"),
     (True, False, {}, None, "reclone"),
