@@ -39,8 +39,6 @@ LOCK_NAME = ".dsvm-lock"
 TMP_MARK = ".dsvm-tmp-"
 INCOMPLETE_MARK = "dsvm-incomplete"  # inside <repo>/.git while a refresh is in flight
 
-_PART = r"[A-Za-z0-9_][A-Za-z0-9._-]*"
-_PROJECT = re.compile(rf"^{_PART}/{_PART}$")
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,10 +143,12 @@ class CacheBusyError(InfraError):
 # Pure helpers
 
 def validate_project(name: str) -> str:
-    """Return ``name`` if it is a safe ``org/name``; raise UsageError otherwise."""
-    if not _PROJECT.match(name) or ".." in name.split("/"):
-        raise UsageError(f"invalid project name {name!r}",
-                         hint="a project is 'org/name' (letters, digits, '._-'; no '..')")
+    """Return ``name`` if it is a safe project name (zuul.project_problem); raise UsageError."""
+    from dsvm.zuul import project_problem
+
+    if why := project_problem(name):
+        raise UsageError(f"invalid project name {name!r}: {why}",
+                         hint="a project is org/name, relative, without '..'")
     return name
 
 

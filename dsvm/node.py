@@ -125,19 +125,14 @@ class PreparePlan:
 
 
 def required_projects(settings: Settings) -> tuple[str, ...]:
-    """The profile's projects plus devstack-gate's ``PROJECTS`` (override wins), validated."""
-    override = settings.gate.get("DEVSTACK_GATE_PROJECTS_OVERRIDE") or []
-    names = list(override) if override else [*(settings.get("projects") or []),
-                                              *(settings.gate.get("PROJECTS") or [])]
-    problems = []
-    for name in names:
-        try:
-            cache.validate_project(str(name))
-        except UsageError as exc:
-            problems.append(Problem(settings.origin("projects"), exc.message, exc.hint))
-    if problems:
+    """The projects a job of these settings needs (``jobfacts.needed_projects``: the same list
+    the workspace checks out), validated, sorted, unique."""
+    from dsvm import jobfacts
+
+    named = jobfacts.needed_projects(settings)
+    if problems := jobfacts.project_problems(named):
         raise UsageError("invalid project names", problems=problems)
-    return tuple(sorted(set(map(str, names))))
+    return tuple(sorted({name for name, _ in named}))
 
 
 def plan_prepare(settings: Settings, facts: NodeFacts) -> PreparePlan:

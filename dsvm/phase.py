@@ -14,11 +14,14 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsvm import proc
 from dsvm.console import Ui, get_ui
 from dsvm.profile import Settings
+
+if TYPE_CHECKING:
+    from dsvm.jobfacts import Job
 
 PHASES = ("workspace", "configure", "stack", "tempest", "results", "logs")
 
@@ -34,6 +37,20 @@ class JobContext:
     ui: Ui = field(default_factory=get_ui)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # phase -> its outputs
     plan_only: bool = False
+    zuul_vars: str | None = None  # --zuul-vars FILE (Zuul v3); else $DSVM_ZUUL_VARS
+    src_root: str | None = None  # --src-root DIR: where Zuul v3 pushed the projects (~)
+    resolved_job: Job | None = field(default=None, repr=False)  # filled by .job, once
+
+    @property
+    def job(self) -> Job:
+        """The job's facts (Zuul parameters, prepared trees), resolved on first use, once."""
+        if self.resolved_job is None:
+            from dsvm import jobfacts
+
+            self.resolved_job = jobfacts.resolve(self.settings, self.env,
+                                                 zuul_vars=self.zuul_vars,
+                                                 src_root=self.src_root)
+        return self.resolved_job
 
     @property
     def base(self) -> Path:
@@ -82,14 +99,15 @@ class PhaseResult:
 
 
 def context(settings: Settings, env: Mapping[str, str] | None = None, *,
-            workspace: str | os.PathLike | None = None, plan_only: bool = False,
-            budget_seconds: float | None = None) -> JobContext:
+            workspace: str | os.PathLike[str] | None = None, plan_only: bool = False,
+            budget_seconds: float | None = None, zuul_vars: str | None = None,
+            src_root: str | None = None) -> JobContext:
     """Build a JobContext for running one phase by hand (the dsvm <phase> commands)."""
     env = dict(os.environ if env is None else env)
     ws = Path(workspace or settings.get("paths.workspace") or env.get("WORKSPACE") or os.getcwd())
     deadline = time.monotonic() + budget_seconds if budget_seconds else None
     ctx = JobContext(settings=settings, env=env, workspace=ws.resolve(), deadline=deadline,
-                     plan_only=plan_only)
+                     plan_only=plan_only, zuul_vars=zuul_vars, src_root=src_root)
     ctx.outputs = load_outputs(ctx)
     return ctx
 

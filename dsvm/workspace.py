@@ -16,29 +16,24 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dsvm import zuul
+from dsvm import jobfacts, zuul
 from dsvm.errors import DsvmError, InfraError, Problem, UsageError
+from dsvm.jobfacts import BranchRules, Job
 
 if TYPE_CHECKING:
     from dsvm.console import Ui
     from dsvm.git import Git
     from dsvm.phase import JobContext, PhaseResult
     from dsvm.profile import Settings
+    from dsvm.zuulv3 import Prepared
 
 DEFAULT_GIT_BASE = "https://opendev.org"
 SETTLE_MIN_INDEX_BYTES = 64 * 1024  # ~700 files: below it, _settle_indexes does not pay
-
-# spec devstack-gate §2.3: projects a feature flag pulls in.
-FLAG_PROJECTS = {
-    "DEVSTACK_GATE_HORIZON": ("openstack/horizon",),
-    "DEVSTACK_GATE_HEAT": ("openstack/dib-utils", "openstack/diskimage-builder"),
-    "DEVSTACK_GATE_SAHARA": ("openstack/sahara", "openstack/sahara-dashboard"),
-    "DEVSTACK_GATE_TROVE": ("openstack/trove",),
-}
+ZUUL_ORIGIN = "file:///dev/null"  # prepare-workspace-git's origin: a tree Zuul prepared
 
 
 # ----------------------------------------------------------------------------------------------
@@ -53,11 +48,9 @@ class WorkspaceConfig:
     cache_root: str  # /opt/git
     git_base: str  # "" = no upstream: cache only
     git_base_overrides: Mapping[str, str] = field(default_factory=dict)  # UC -> URL
-    branch_overrides: Mapping[str, str] = field(default_factory=dict)  # UC -> branch
-    project_branches: Mapping[str, str] = field(default_factory=dict)  # project -> branch
-    override_branch: str | None = None  # OVERRIDE_ZUUL_BRANCH / BRANCH_OVERRIDE
-    override_branch_from: str = "env OVERRIDE_ZUUL_BRANCH"  # which of the two set it
+    branches: BranchRules = field(default_factory=BranchRules)
     clone_map: Mapping[str, str] = field(default_factory=dict)  # project or regex -> dest
+    require_prepared: bool = False  # Zuul v3: a project Zuul did not prepare is an error
 
 
 @dataclass(frozen=True)
@@ -72,48 +65,33 @@ def config_from(settings: Settings, env: Mapping[str, str]) -> WorkspaceConfig:
     """Return the WorkspaceConfig of resolved settings and the job's environment."""
     from dsvm import environ
 
-    gate = settings.gate or {}
-    override = env.get("DEVSTACK_GATE_PROJECTS_OVERRIDE", "").split()
-    named: list[tuple[str, str]] = []
-    if override:
-        named += [(p, "env DEVSTACK_GATE_PROJECTS_OVERRIDE") for p in override]
-    else:
-        where = settings.origin("projects")
-        named += [(str(p), where) for p in settings.get("projects") or []]
-        named += [(p, "env PROJECTS") for p in env.get("PROJECTS", "").split()]
-        for flag, projects in FLAG_PROJECTS.items():
-            if gate.get(flag):
-                named += [(p, f"env {flag}") for p in projects]
-        libs = [n.strip() for n in env.get("DEVSTACK_PROJECT_FROM_GIT", "").split(",")]
-        named += [(f"openstack/{n}", "env DEVSTACK_PROJECT_FROM_GIT") for n in libs if n]
-        if "manila-ui" in libs:
-            named.append(("openstack/horizon", "env DEVSTACK_PROJECT_FROM_GIT"))
-    branches, bases = environ.project_overrides(env)
-    base = str(Path(settings.get("paths.base") or "/opt/stack") / "new")
-    override_branch = env.get("OVERRIDE_ZUUL_BRANCH") or None
-    override_from = "env OVERRIDE_ZUUL_BRANCH"
-    if not override_branch and env.get("BRANCH_OVERRIDE") not in (None, "", "default"):
-        override_branch, override_from = env["BRANCH_OVERRIDE"], "env BRANCH_OVERRIDE"
-    if not override_branch and gate.get("OVERRIDE_ZUUL_BRANCH"):
-        override_branch = gate["OVERRIDE_ZUUL_BRANCH"]
+    _, bases = environ.project_overrides(env)
     git_base = settings.get("git.base")
     return WorkspaceConfig(
-        projects=tuple(named), dest_root=base,
+        projects=jobfacts.needed_projects(settings),
+        dest_root=str(Path(settings.get("paths.base") or "/opt/stack") / "new"),
         cache_root=str(settings.get("git.cache") or "/opt/git"),
         git_base=DEFAULT_GIT_BASE if git_base is None else str(git_base).rstrip("/"),
-        git_base_overrides=bases, branch_overrides=branches,
-        project_branches={str(k): str(v) for k, v in (settings.get("project_branches")
-                                                       or {}).items()},
-        override_branch=override_branch or None, override_branch_from=override_from,
-        clone_map={str(k): str(v) for k, v in (settings.get("clone_map") or {}).items()})
+        git_base_overrides=bases, branches=jobfacts.branch_rules(settings, env),
+        clone_map={str(k): str(v) for k, v in (settings.get("clone_map") or {}).items()},
+        require_prepared=bool(settings.get("zuul.require_prepared")))
 
 
-def project_names(config: WorkspaceConfig, params: zuul.Params) -> list[str]:
-    """The job's projects: configured ones plus every project under test, sorted, unique."""
-    return sorted({p for p, _ in config.projects} | set(params.change_projects))
+def project_names(config: WorkspaceConfig, job: Job | zuul.Params) -> list[str]:
+    """The job's projects: configured ones, every project under test and every project
+    Zuul v3 prepared; sorted, unique."""
+    job = as_job(job)
+    return sorted({p for p, _ in config.projects} | set(job.zuul.change_projects)
+                  | {p.name for p in job.prepared})
 
 
-def inspect_cache(cache_root: str | os.PathLike, projects: Iterable[str]) -> dict[str, CacheFact]:
+def as_job(job: Job | zuul.Params) -> Job:
+    """``job`` itself, or a Zuul v2 Job around bare Params."""
+    return job if isinstance(job, Job) else Job(job)
+
+
+def inspect_cache(cache_root: str | os.PathLike[str],
+                  projects: Iterable[str]) -> dict[str, CacheFact]:
     """Return what the cache holds for each valid project name (reads a few files, no git)."""
     from dsvm.git import looks_like_repo
 
@@ -152,19 +130,22 @@ class ProjectCheckout:
     branch: str
     branch_why: str
     origin: str  # the upstream URL origin points at afterwards
-    source: str  # "cache" | "network"
+    source: str  # "cache" | "network" | "zuul" (a tree Zuul v3 prepared)
     cache_path: str | None
     note: str | None  # why the cache is not used, when it is not
     steps: tuple[Step, ...]
     under_test: bool
+    prepared: str | None = None  # "zuul": the executor's tree, copied as it is
+    commit: str | None = None  # "zuul": the commit Zuul recorded (HEAD must be there)
 
     def as_json(self) -> dict[str, Any]:
-        """The --plan --json form of one project (the stable keys, commit unknown yet)."""
+        """The --plan --json form of one project (the stable keys; commit known for "zuul")."""
         return {"name": self.name, "path": self.path, "branch": self.branch,
-                "ref": self.steps[0].ref if self.steps else None, "commit": None,
+                "ref": self.steps[0].ref if self.steps else None, "commit": self.commit,
                 "source": self.source, "fallback": None, "origin": self.origin,
                 "branch_why": self.branch_why, "cache_note": self.note,
-                "under_test": self.under_test, "steps": [asdict(s) for s in self.steps]}
+                "under_test": self.under_test, "steps": [asdict(s) for s in self.steps],
+                "prepared": self.prepared}
 
 
 @dataclass(frozen=True)
@@ -172,34 +153,50 @@ class WorkspacePlan:
     """The replayable decision for the whole job: one ProjectCheckout per project."""
 
     projects: tuple[ProjectCheckout, ...]
-    zuul: zuul.Params
+    job: Job
     dest_root: str
     cache_root: str
 
+    @property
+    def zuul(self) -> zuul.Params:
+        return self.job.zuul
+
     def as_json(self) -> dict[str, Any]:
         """Stable JSON: {"projects": [...], "zuul": {...}, "dest_root", "cache_root"}."""
-        return {"projects": [p.as_json() for p in self.projects], "zuul": self.zuul.as_json(),
+        return {"projects": [p.as_json() for p in self.projects], "zuul": self.job.as_json(),
                 "dest_root": self.dest_root, "cache_root": self.cache_root}
 
 
-def plan(params: zuul.Params, config: WorkspaceConfig,
+def plan(job: Job | zuul.Params, config: WorkspaceConfig,
          cache: Mapping[str, CacheFact]) -> WorkspacePlan:
     """Return the WorkspacePlan (pure); raise UsageError listing every bad input."""
-    problems: list[Problem] = []
+    job = as_job(job)
+    params = job.zuul
     where = dict(config.projects)
-    for name in project_names(config, params):
-        if why := zuul.project_problem(name):
-            problems.append(Problem(where.get(name, "env ZUUL_CHANGES"),
-                                    f"project {name!r} {why}",
-                                    hint="a project is org/name, relative, without '..'"))
+    names = project_names(config, job)
+    problems = jobfacts.project_problems(
+        tuple((n, where.get(n, "zuul" if job.vars else "env ZUUL_CHANGES")) for n in names))
     if problems:
         raise UsageError("bad project names", problems=problems)
     if params.newrev == zuul.ZERO_SHA:
         problems.append(Problem("env ZUUL_NEWREV", f"{params.project}: the ref was deleted "
                                 "(ZUUL_NEWREV is all zeros); there is no revision to test"))
+    if job.vars is not None:
+        # Zuul v3: the network is never contacted. What Zuul did not prepare comes from the
+        # node's cache (origin: the cache) or not at all.
+        config = replace(config, git_base="", git_base_overrides={})
+    prepared = {p.name: p for p in job.prepared}
     checkouts = []
-    for name in project_names(config, params):
-        item = _plan_project(name, params, config, cache.get(name), problems)
+    for name in names:
+        if name in prepared:
+            checkouts.append(_plan_prepared(prepared[name], config, params))
+            continue
+        if job.vars is not None and config.require_prepared:
+            problems.append(Problem(f"project {name}", f"is needed ({where.get(name, '?')}) "
+                                    "but Zuul did not prepare it (zuul.require_prepared)",
+                                    hint="add it to the job's required-projects"))
+            continue
+        item = _plan_project(name, job, config, cache.get(name), problems)
         if item is not None:
             checkouts.append(item)
     _check_destinations(checkouts, problems)
@@ -207,39 +204,18 @@ def plan(params: zuul.Params, config: WorkspaceConfig,
         raise UsageError(f"cannot plan the workspace: {len(problems)} problem"
                          f"{'s' * (len(problems) > 1)}", problems=problems,
                          hint="fix the values named above; 'dsvm workspace --plan' re-checks")
-    return WorkspacePlan(tuple(checkouts), params, config.dest_root, config.cache_root)
+    return WorkspacePlan(tuple(checkouts), job, config.dest_root, config.cache_root)
 
 
-def devstack_gate_uc(project: str) -> str:
-    """devstack-gate's <UC>: upper case, '-' → '_', first char not in [A-Z_] deleted (sed)."""
-    short = project.rsplit("/", 1)[-1].upper().replace("-", "_")
-    return re.sub(r"[^A-Z_]", "", short, count=1)
-
-
-def _override(table: Mapping[str, str], project: str) -> tuple[str, str] | None:
-    from dsvm import environ
-
-    for uc in dict.fromkeys((environ.uc_name(project), devstack_gate_uc(project))):
-        if table.get(uc):
-            return uc, table[uc]
-    return None
-
-
-def indicated_branch(name: str, params: zuul.Params, config: WorkspaceConfig) -> tuple[str, str]:
-    """Return (branch, why) for a project, the issue's ladder: ``OVERRIDE_<P>_PROJECT_BRANCH``,
-    ``OVERRIDE_ZUUL_BRANCH``/``BRANCH_OVERRIDE``, the profile's ``project_branches``,
-    ``ZUUL_BRANCH``, ``master``. The job's environment beats the profile (dsvm's precedence:
-    defaults < profile < env < options); within each, the per-project value wins.
-    """
-    if found := _override(config.branch_overrides, name):
-        return found[1], f"env OVERRIDE_{found[0]}_PROJECT_BRANCH"
-    if config.override_branch:
-        return config.override_branch, config.override_branch_from
-    if name in config.project_branches:
-        return config.project_branches[name], "profile project_branches"
-    if params.branch:
-        return params.branch, "ZUUL_BRANCH"
-    return "master", "default"
+def _plan_prepared(p: Prepared, config: WorkspaceConfig,
+                   params: zuul.Params) -> ProjectCheckout:
+    """A tree Zuul v3 prepared: copied to ``$BASE/new/<short_name>`` as it is, no ladder."""
+    why = p.checkout_description or "prepared by Zuul"
+    return ProjectCheckout(
+        name=p.name, path=str(Path(config.dest_root) / p.short_name), branch=p.checkout,
+        branch_why=f"zuul.projects checkout ({why})", origin=ZUUL_ORIGIN, source="zuul",
+        cache_path=None, note=None, steps=(Step("prepared", p.checkout or p.commit, None, why),),
+        under_test=p.name in params.change_projects, prepared=p.path, commit=p.commit)
 
 
 def ladder(name: str, branch: str, params: zuul.Params) -> tuple[Step, ...]:
@@ -254,7 +230,10 @@ def ladder(name: str, branch: str, params: zuul.Params) -> tuple[Step, ...]:
     # The merger makes refs/zuul/<b>/Z<n> in project p iff an item up to n is for (p, b)
     # (spec 1.3), and ZUUL_CHANGES lists those items: no need to ask ZUUL_URL for the others.
     queued = {(c.project, c.branch) for c in params.changes}
-    has_ref = (lambda b: (name, b) in queued) if queued else (lambda b: True)
+
+    def has_ref(b: str) -> bool:
+        return (name, b) in queued if queued else True
+
     tip_why = f"tip of {branch}"
     if params.ref and zurl:
         own = zuul.ref_for_branch(params.ref, params.branch, branch)
@@ -282,13 +261,14 @@ def ladder(name: str, branch: str, params: zuul.Params) -> tuple[Step, ...]:
     return tuple(steps)
 
 
-def _plan_project(name: str, params: zuul.Params, config: WorkspaceConfig,
+def _plan_project(name: str, job: Job, config: WorkspaceConfig,
                   fact: CacheFact | None, problems: list[Problem]) -> ProjectCheckout | None:
-    branch, branch_why = indicated_branch(name, params, config)
+    params = job.zuul
+    branch, branch_why = jobfacts.indicated_branch(name, config.branches, job)
     if why := zuul.ref_problem(branch):
         problems.append(Problem(branch_why, f"branch {branch!r} for {name} {why}"))
         return None
-    base_override = _override(config.git_base_overrides, name)
+    base_override = jobfacts.override_for(config.git_base_overrides, name)
     base = base_override[1].rstrip("/") if base_override else config.git_base
     usable = fact is not None and fact.problem is None
     note = None
@@ -301,6 +281,15 @@ def _plan_project(name: str, params: zuul.Params, config: WorkspaceConfig,
                                 f"env OVERRIDE_{base_override[0]}_GIT_BASE",
                                 f"{base!r} {why}"))
         return None
+    if job.vars is not None and not usable:
+        problems.append(Problem(f"project {name}", "Zuul did not prepare it and the node's git "
+                                f"cache has no usable copy ({fact.problem if fact else 'none'})",
+                                hint="add it to the job's required-projects, or to the node "
+                                "image with dsvm prepare-node (the network is not used under "
+                                "Zuul v3)"))
+        return None
+    if job.vars is not None:
+        note = f"not prepared by Zuul: from the node's cache {fact.path if fact else ''}"
     if not base and not usable:
         problems.append(Problem(f"project {name}", "is not in the git cache and there is no "
                                 "upstream to clone it from (git.base is empty)",
@@ -386,7 +375,12 @@ def apply(workspace: WorkspacePlan, git: Git, *, jobs: int = 4, ui: Ui | None = 
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
     by_name: dict[str, Outcome] = {}
-    for wave in _waves(workspace.projects):
+    prepared = [p for p in workspace.projects if p.prepared]
+    for out in place_prepared(prepared, git):  # first: a cache project may nest in one
+        by_name[out.name] = out
+        if on_done:
+            on_done(out)
+    for wave in _waves(p for p in workspace.projects if not p.prepared):
         pool = ThreadPoolExecutor(max_workers=max(1, jobs))
         try:
             futures = [pool.submit(apply_project, item, git) for item in wave]
@@ -401,6 +395,65 @@ def apply(workspace: WorkspacePlan, git: Git, *, jobs: int = 4, ui: Ui | None = 
         pool.shutdown()
     outcomes = [by_name[p.name] for p in workspace.projects]
     _settle_indexes([Path(o.path) for o in outcomes if not o.reused], git, jobs)
+    return outcomes
+
+
+def place_prepared(items: list[ProjectCheckout], git: Git) -> list[Outcome]:
+    """Copy the trees Zuul v3 prepared to their destinations, all or none; raise InfraError.
+
+    Every tree is verified first (HEAD at the commit Zuul recorded, destination free or a
+    repo of ours), then each is copied whole (``cp -a``: branches, the speculative merge,
+    origin ``file:///dev/null`` and all) into a hidden sibling and checked again, and only
+    when every copy is good do they replace their destinations. Nothing is fetched.
+    """
+    if not items:
+        return []
+    start = time.monotonic()
+    problems = []
+    for item in items:
+        head = git.head(Path(str(item.prepared)))
+        if head != item.commit:
+            problems.append(Problem(f"project {item.name}", f"{item.prepared} has HEAD at "
+                                    f"{head or 'nothing'}, but Zuul recorded {item.commit}"))
+        dest = Path(item.path)
+        if dest.is_dir() and not (dest / ".git").exists() and any(dest.iterdir()):
+            problems.append(Problem(f"project {item.name}", f"{dest} exists, is not empty and "
+                                    "is not a git repo", hint="remove it"))
+    if problems:
+        raise InfraError(f"{len(problems)} tree(s) Zuul prepared cannot be placed; nothing was "
+                         "placed", problems=problems,
+                         hint="something changed the tree after Zuul pushed it (a pre-run "
+                              "playbook?); a recheck starts from a fresh node")
+    staged: list[tuple[ProjectCheckout, Path]] = []
+    try:
+        for item in items:
+            dest = Path(item.path)
+            partial = dest.parent / f".{dest.name}.dsvm-partial"
+            if partial.exists():
+                shutil.rmtree(partial)
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            staged.append((item, partial))
+            git.runner.run(["cp", "-a", "--", str(item.prepared), str(partial)],
+                           desc=f"copy {item.name} from the tree Zuul prepared")
+            if (head := git.head(partial)) != item.commit:
+                raise InfraError(f"{item.name}: the copy of {item.prepared} has HEAD at {head}, "
+                                 f"not {item.commit}; nothing was placed")
+    except BaseException:
+        for _, partial in staged:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise
+    outcomes = []
+    for item, partial in staged:
+        dest = Path(item.path)
+        if dest.exists():  # a previous job's repo (checked above): set aside, then removed
+            old = dest.parent / f".{dest.name}.dsvm-old"
+            shutil.rmtree(old, ignore_errors=True)
+            dest.rename(old)
+            shutil.rmtree(old, ignore_errors=True)
+        partial.rename(dest)
+        outcomes.append(Outcome(item.name, item.path, item.branch, item.steps[0].ref,
+                                str(item.commit), "zuul", item.steps[0].why or None, False,
+                                round(time.monotonic() - start, 3)))
     return outcomes
 
 
@@ -634,7 +687,7 @@ def link_files(files_dir: Path, devstack: Path) -> list[str]:
     return linked
 
 
-def _link_or_copy(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+def _link_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
     try:
         os.link(src, dst)
     except OSError:
@@ -650,10 +703,11 @@ def run_phase(ctx: JobContext) -> PhaseResult:
     from dsvm.phase import PhaseResult
 
     settings = ctx.settings
-    params = zuul.parse(ctx.env, zuul_url=settings.get("git.zuul_url") or None)
+    job = ctx.job
+    params = job.zuul
     config = config_from(settings, ctx.env)
-    cache = inspect_cache(config.cache_root, project_names(config, params))
-    workspace = plan(params, config, cache)
+    cache = inspect_cache(config.cache_root, project_names(config, job))
+    workspace = plan(job, config, cache)
     if ctx.plan_only:
         return PhaseResult("workspace", 0, workspace.as_json(),
                            f"planned {len(workspace.projects)} projects")
@@ -677,8 +731,8 @@ def run_phase(ctx: JobContext) -> PhaseResult:
                  [(o.name, o.branch, o.ref, o.commit[:12], o.source + (" (reused)" * o.reused),
                    f"{o.seconds:.2f}") for o in outcomes])
     for o in outcomes:
-        if o.fallback and o.name in params.change_projects:
+        if o.fallback and o.name in params.change_projects and o.source != "zuul":
             ctx.ui.warn(f"{o.name} is under test but got a fallback: {o.fallback}")
     return PhaseResult("workspace", 0, {"projects": [o.as_json() for o in outcomes],
-                                        "zuul": params.as_json(), "files_linked": linked},
+                                        "zuul": job.as_json(), "files_linked": linked},
                        f"{len(outcomes)} projects checked out")

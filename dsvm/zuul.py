@@ -54,6 +54,7 @@ class Params:
     log_path: str | None = None
     base_log_path: str | None = None
     voting: str | None = None
+    job: str | None = None  # JOB_NAME / ZUUL_JOB; Zuul v3's zuul.job
 
     @property
     def kind(self) -> str:
@@ -214,7 +215,7 @@ def parse(env: Mapping[str, str], *, zuul_url: str | None = None) -> Params:
         commit=_get(env, "ZUUL_COMMIT"), newrev=_get(env, "ZUUL_NEWREV"),
         oldrev=_get(env, "ZUUL_OLDREV"), refname=_get(env, "ZUUL_REFNAME"),
         log_path=_get(env, "LOG_PATH"), base_log_path=_get(env, "BASE_LOG_PATH"),
-        voting=_get(env, "ZUUL_VOTING"))
+        voting=_get(env, "ZUUL_VOTING"), job=_get(env, "JOB_NAME") or _get(env, "ZUUL_JOB"))
 
 
 def ref_for_branch(zuul_ref: str | None, zuul_branch: str | None, branch: str) -> str | None:

@@ -48,7 +48,7 @@ def render_for(ctx: JobContext) -> tuple[Path, localconf.LocalConf]:
     if ctx.settings.gate.get("KEEP_LOCALRC") and target.is_file():
         existing = target.read_text(encoding="utf-8")
     return target, localconf.render(ctx.settings, primary_ip=primary_ip(ctx.settings),
-                                    existing=existing)
+                                    existing=existing, job=ctx.job)
 
 
 def run_phase(ctx: JobContext) -> PhaseResult:

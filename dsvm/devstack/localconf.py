@@ -31,6 +31,7 @@ from dsvm.devstack import matrix
 from dsvm.errors import Problem, ProfileError
 
 if TYPE_CHECKING:
+    from dsvm.jobfacts import Job
     from dsvm.profile import Settings
 
 LOCALRC_HEADER = "[[local|localrc]]"
@@ -254,13 +255,19 @@ def grenade_old_branch(mode: str, base: str) -> str:
     return ""
 
 
-def _branch(settings: Settings) -> tuple[str, str]:
-    gate = settings.gate
-    if gate.get("OVERRIDE_ZUUL_BRANCH"):
-        return gate["OVERRIDE_ZUUL_BRANCH"], "env OVERRIDE_ZUUL_BRANCH"
-    if settings.env.get("ZUUL_BRANCH"):
-        return settings.env["ZUUL_BRANCH"], "env ZUUL_BRANCH"
-    return "master", "default branch master"
+def _branch(settings: Settings, job: Job) -> tuple[str, str]:
+    """The job's branch (jobfacts' one ladder, for the job rather than a project)."""
+    from dsvm import jobfacts
+
+    return jobfacts.indicated_branch(None, jobfacts.branch_rules(settings, settings.env), job)
+
+
+def _libs_from_git(out: _Out, job: Job) -> tuple[str, str]:
+    """LIBS_FROM_GIT: DEVSTACK_PROJECT_FROM_GIT, else (Zuul v3) the required projects."""
+    given = out.settings.gate.get("DEVSTACK_PROJECT_FROM_GIT") or ""
+    if given or not job.libs_from_git():
+        return given, out.origin("DEVSTACK_PROJECT_FROM_GIT")
+    return ",".join(job.libs_from_git()), "zuul.projects (required) and zuul.project"
 
 
 def _rows_network_head(out: _Out, gate: Mapping[str, Any], neutron: bool) -> None:
@@ -282,7 +289,7 @@ def _rows_network_head(out: _Out, gate: Mapping[str, Any], neutron: bool) -> Non
 
 
 def _rows_always(out: _Out, gate: Mapping[str, Any], services: str, services_origin: str,
-                 base: str) -> None:
+                 base: str, libs: tuple[str, str]) -> None:
     """Row 5: the block devstack-gate always wrote (BASE honoured instead of forced)."""
     base_o = out.origin("BASE")
     new = f"{base}/new"
@@ -313,8 +320,7 @@ def _rows_always(out: _Out, gate: Mapping[str, Any], services: str, services_ori
         ("SWIFT_REPLICAS", 1, GATE), ("SWIFT_START_ALL_SERVICES", "False", GATE),
         ("LOG_COLOR", "False", GATE), ("UNDO_REQUIREMENTS", "False", GATE),
         ("CINDER_PERIODIC_INTERVAL", 10, GATE), ("export OS_NO_CACHE", "True", GATE),
-        ("LIBS_FROM_GIT", gate.get("DEVSTACK_PROJECT_FROM_GIT") or "",
-         out.origin("DEVSTACK_PROJECT_FROM_GIT")),
+        ("LIBS_FROM_GIT", *libs),
         ("EBTABLES_RACE_FIX", "True", GATE), ("DEBUG_LIBVIRT_COREDUMPS", "True", GATE),
     ]
     for name, value, origin in rows:
@@ -445,12 +451,18 @@ def _services(out: _Out, tempest: bool, neutron: bool, branch: str, branch_origi
     return services, origin
 
 
-def gate_lines(settings: Settings, primary_ip: str = "127.0.0.1") -> tuple[list[Line],
-                                                                          list[Problem]]:
-    """Return devstack-gate's localrc lines (spec §4.2 rows 1-19) and any problems."""
+def gate_lines(settings: Settings, primary_ip: str = "127.0.0.1", job: Job | None = None
+               ) -> tuple[list[Line], list[Problem]]:
+    """Return devstack-gate's localrc lines (spec §4.2 rows 1-19) and any problems.
+
+    ``job`` is the resolved job (``ctx.job``): its branch and, under Zuul v3, LIBS_FROM_GIT.
+    """
+    from dsvm.jobfacts import Job
+
+    job = job or Job()
     gate = settings.gate
     out = _Out(settings, secret_names=tuple(settings.get("devstack.secrets") or ()))
-    branch, branch_origin = _branch(settings)
+    branch, branch_origin = _branch(settings, job)
     neutron = _neutron(gate, branch)  # the wrap decides from OVERRIDE_ZUUL_BRANCH, not grenade's
     mode = gate.get("DEVSTACK_GATE_GRENADE") or ""
     grenade = mode not in ("", "0", "false", "False", "FALSE")
@@ -468,7 +480,7 @@ def gate_lines(settings: Settings, primary_ip: str = "127.0.0.1") -> tuple[list[
     services, services_origin = _services(out, tempest, neutron, branch, branch_origin)
     base = str(settings.get("paths.base") or "/opt/stack").rstrip("/") or "/opt/stack"
     _rows_network_head(out, gate, neutron)
-    _rows_always(out, gate, services, services_origin, base)
+    _rows_always(out, gate, services, services_origin, base, _libs_from_git(out, job))
     _rows_virt(out, gate, base)
     _rows_tail(out, gate, tempest, tempest_origin, grenade, primary_ip)
     return out.lines, out.problems
@@ -620,12 +632,13 @@ def parse_fragment(text: str, origin: str, blocks: Blocks, secret_names: Iterabl
 
 # --------------------------------------------------------------------------------------------
 
-def render(settings: Settings, *, primary_ip: str = "127.0.0.1", existing: str = ""
-           ) -> LocalConf:
+def render(settings: Settings, *, primary_ip: str = "127.0.0.1", existing: str = "",
+           job: Job | None = None) -> LocalConf:
     """Return the local.conf for ``settings``; raise ProfileError listing every problem.
 
     ``existing`` is a local.conf kept with ``KEEP_LOCALRC``: its localrc lines come first and
     its config blocks are merged under ours, as devstack-gate's appending ``dsconf`` did.
+    ``job`` is the resolved job (``ctx.job``; none: no Zuul).
     """
     from dsvm.devstack import cinder
 
@@ -634,7 +647,7 @@ def render(settings: Settings, *, primary_ip: str = "127.0.0.1", existing: str =
     out = _Out(settings, secret_names=secret_names)
     if existing:
         out.raw("\n".join(parse_fragment(existing, KEPT, blocks, secret_names)), KEPT)
-    lines, problems = gate_lines(settings, primary_ip)
+    lines, problems = gate_lines(settings, primary_ip, job)
     out.lines += lines
     out.problems += problems
     backends, cinder_problems = cinder.backends(settings)

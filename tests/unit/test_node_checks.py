@@ -16,7 +16,7 @@ from dsvm.errors import UsageError
 SHA = "a" * 40
 
 
-@pytest.mark.parametrize("name", ["../etc", "/abs/x", "-rf/x", "nova", "a/b/c", "a/..", ""])
+@pytest.mark.parametrize("name", ["../etc", "/abs/x", "-rf/x", "a b/c", "a/.git", "a/..", ""])
 def test_bad_project_names_are_refused(name):
     with pytest.raises(UsageError):
         cache.validate_project(name)

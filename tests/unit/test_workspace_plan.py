@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from dsvm import workspace, zuul
+from dsvm import jobfacts, workspace, zuul
 from dsvm.errors import UsageError
+from dsvm.jobfacts import BranchRules, Job
 from dsvm.workspace import CacheFact, WorkspaceConfig
 
 HAVANA = {"glance", "swift", "nova", "keystone"}  # 'opestnack/tempest' typo: tempest has none
@@ -25,10 +26,15 @@ def _ref(short: str) -> str:
     return f"refs/zuul/{branch}/{short[2:]}"
 
 
-def config(projects=(), **kw) -> WorkspaceConfig:
+def config(projects=(), *, branch_overrides=None, override_branch=None, **kw) -> WorkspaceConfig:
+    rules = BranchRules(project_overrides=branch_overrides or {}, override_branch=override_branch)
     return WorkspaceConfig(projects=tuple((p, "test") for p in projects), dest_root="/opt/stack/new",
                            cache_root="/opt/git", git_base=kw.pop("git_base", "https://opendev.org"),
-                           **kw)
+                           branches=rules, **kw)
+
+
+def branch_of(name, params, cfg):
+    return jobfacts.indicated_branch(name, cfg.branches, Job(params))
 
 
 def run_vector(zuul_env: dict, refs: dict[str, list[str]], calls: list[str], branch: str,
@@ -160,7 +166,7 @@ def test_periodic_no_branch_means_master_everywhere() -> None:
     ({"BRANCH_OVERRIDE": "default"}, {"openstack/nova": "stable/p"},
      ("stable/p", "profile project_branches")),
     ({}, {"openstack/nova": "stable/p"}, ("stable/p", "profile project_branches")),
-    ({}, {"openstack/glance": "stable/p"}, ("stable/z", "ZUUL_BRANCH")),
+    ({}, {"openstack/glance": "stable/p"}, ("stable/z", "env ZUUL_BRANCH")),
 ])
 def test_indicated_branch_precedence(env, profile, expected) -> None:
     from dsvm import profile as profmod
@@ -169,20 +175,20 @@ def test_indicated_branch_precedence(env, profile, expected) -> None:
     settings.set("project_branches", profile, "profile test")
     cfg = workspace.config_from(settings, env)
     params = zuul.parse({"ZUUL_BRANCH": "stable/z"})
-    assert workspace.indicated_branch("openstack/nova", params, cfg) == expected
+    assert branch_of("openstack/nova", params, cfg) == expected
 
 
 def test_indicated_branch_defaults_to_master() -> None:
     cfg = config(["openstack/nova"])
-    assert workspace.indicated_branch("openstack/nova", zuul.parse({}), cfg) == \
+    assert branch_of("openstack/nova", zuul.parse({}), cfg) == \
         ("master", "default")
 
 
 def test_devstack_gate_uc_form_is_accepted() -> None:
-    assert workspace.devstack_gate_uc("openstack/oslo.config") == "OSLOCONFIG"
-    assert workspace.devstack_gate_uc("openstack/python-glanceclient") == "PYTHON_GLANCECLIENT"
+    assert jobfacts.devstack_gate_uc("openstack/oslo.config") == "OSLOCONFIG"
+    assert jobfacts.devstack_gate_uc("openstack/python-glanceclient") == "PYTHON_GLANCECLIENT"
     cfg = config(["openstack/oslo.config"], branch_overrides={"OSLOCONFIG": "stable/q"})
-    assert workspace.indicated_branch("openstack/oslo.config", zuul.parse({}), cfg)[0] == "stable/q"
+    assert branch_of("openstack/oslo.config", zuul.parse({}), cfg)[0] == "stable/q"
 
 
 def test_project_list_adds_projects_under_test() -> None:
