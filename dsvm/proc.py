@@ -1,4 +1,4 @@
-"""The one place that runs external commands, built on ``sh``.
+"""The one place that runs external commands: one engine, ``Runner.execute`` on Popen.
 
 Every command is an argument list (never a shell string: ZUUL_* values, branch names and
 profile values are untrusted), runs in its own session so a timeout or a signal can kill the
@@ -9,6 +9,7 @@ log file (and to the console at ``-v``), and comes back as a ``Result``. Failure
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import shlex
@@ -47,7 +48,7 @@ class Secret(str):
         return str.__str__(self)
 
 
-Arg = str | Secret | os.PathLike
+Arg = str | Secret | os.PathLike[str]
 
 
 def display_argv(argv: Sequence[Arg]) -> str:
@@ -196,6 +197,27 @@ def as_user(user: str | None, argv: Sequence[Arg], env_keep: Iterable[str] = ())
     return [*prefix, "--", *argv]
 
 
+@dataclass(frozen=True)
+class Call:
+    """One command to execute: what, where, for how long, and where its output goes.
+
+    ``on_bytes`` takes stdout raw (stestr's subunit v2): it is then neither decoded, logged nor
+    captured. ``stream=False`` writes the command's log record in one piece when it ends (many
+    short commands run in parallel, e.g. git plumbing, keep their records apart); either way
+    ``echo`` and ``on_line`` see each line as it arrives.
+    """
+
+    argv: tuple[Arg, ...]
+    desc: str
+    cwd: str | os.PathLike[str] | None = None
+    env: Mapping[str, str] | None = None
+    timeout: float | None = None
+    merge_stderr: bool = True
+    on_line: Callable[[str], None] | None = None
+    on_bytes: Callable[[bytes], None] | None = None
+    stream: bool = True
+
+
 class Runner:
     """Runs commands for one phase; everything they print goes to ``log`` (appended)."""
 
@@ -235,37 +257,35 @@ class Runner:
         argv: Sequence[Arg],
         *,
         desc: str,
-        cwd: str | os.PathLike | None = None,
+        cwd: str | os.PathLike[str] | None = None,
         env: Mapping[str, str] | None = None,
         timeout: float | None = None,
         attempts: int = 1,
         retry_if: Callable[[Result], bool] | None = None,
         backoff: float = 1.0,
+        before_retry: Callable[[Result], None] | None = None,
         check: bool = True,
         ok_codes: Iterable[int] = (0,),
-        input: str | None = None,
+        hint: str | None = None,
         merge_stderr: bool = True,
         on_line: Callable[[str], None] | None = None,
-        hint: str | None = None,
-        before_retry: Callable[[Result], None] | None = None,
         stream: bool = True,
     ) -> Result:
         """Run argv; return a Result or raise CommandFailed / BudgetExpiredError.
 
+        The ``Call`` fields (``cwd`` … ``stream``) say how to execute it; the rest is policy.
         ``timeout`` kills the whole process group. ``attempts`` > 1 retries (with exponential
         backoff) when ``retry_if(result)`` says so. ``before_retry`` runs between attempts
-        (e.g. ``git gc`` as gerrit-git-prep did). ``stream=False`` is for many short commands
-        (git plumbing): output is logged/echoed when the command ends rather than line by
-        line, through a plain Popen that costs ~4 ms instead of sh's ~15 ms per command.
+        (e.g. ``git gc`` as gerrit-git-prep did).
         """
         if not argv:
             raise ValueError("empty argv")
+        call = Call(tuple(argv), desc, cwd=cwd, env=env, timeout=timeout,
+                    merge_stderr=merge_stderr, on_line=on_line, stream=stream)
         ok = set(ok_codes)
         result: Result | None = None
         for attempt in range(1, max(1, attempts) + 1):
-            run_once = self._run_once if stream else self._run_captured
-            result = run_once(argv, cwd=cwd, env=env, timeout=timeout, input=input,
-                              merge_stderr=merge_stderr, attempt=attempt, on_line=on_line)
+            result = self.execute(call, attempt=attempt)
             if result.exit_code in ok and not result.timed_out:
                 return result
             if result.timed_out:
@@ -290,217 +310,59 @@ class Runner:
             raise CommandFailed(desc, result, str(self.log) if self.log else None, hint=hint)
         return result
 
-    def _run_once(self, argv: Sequence[Arg], *, cwd: str | os.PathLike | None,
-                  env: Mapping[str, str] | None, timeout: float | None, input: str | None,
-                  merge_stderr: bool, attempt: int,
-                  on_line: Callable[[str], None] | None) -> Result:
-        shown, real, run_env = self._prepare(argv, env)
-        tail: deque[str] = deque(maxlen=self.tail_lines)
-        captured: list[str] = []
-        self._log(f"$ {shown}" + (f"   (cwd {os.fspath(cwd)})" if cwd else ""))
-
-        def on_out(line: str) -> None:
-            line = line.rstrip("\n")
-            captured.append(line)
-            masked = self.mask(line)
-            tail.append(masked)
-            self._log(masked)
-            if self.echo is not None:
-                self.echo(masked)
-            if on_line is not None:
-                on_line(masked)
-
-        err_lines: list[str] = []
-
-        def on_err(line: str) -> None:
-            line = line.rstrip("\n")
-            err_lines.append(line)
-            masked = self.mask(line)
-            tail.append(masked)
-            self._log(masked)
-            if self.echo is not None:
-                self.echo(masked)
-
-        import sh  # here, not at module level: it costs ~0.3 s of startup (asyncio)
-
-        try:
-            cmd = sh.Command(real[0])
-        except sh.CommandNotFound as exc:
-            raise CommandNotFound(f"command not found: {real[0]}",
-                                  hint=f"install {real[0]} or put it on PATH") from exc
-        kwargs: dict[str, object] = {
-            "_bg": True, "_new_session": True, "_out": on_out,
-            "_err": None if merge_stderr else on_err, "_err_to_out": merge_stderr,
-            "_env": run_env, "_ok_code": list(range(-128, 256)), "_decode_errors": "replace",
-            "_bg_exc": False, "_no_out": False,
-        }
-        if cwd is not None:
-            kwargs["_cwd"] = os.fspath(cwd)
-        if input is not None:
-            kwargs["_in"] = input
-        else:
-            kwargs["_in"] = os.devnull
-            kwargs["_in_bufsize"] = 0
-        if kwargs["_err"] is None:
-            del kwargs["_err"]
-        start = time.monotonic()
-        timed_out = False
-        try:
-            proc = cmd(*real[1:], **kwargs)
-        except sh.CommandNotFound as exc:
-            raise CommandNotFound(f"command not found: {real[0]}",
-                                  hint=f"install {real[0]} or put it on PATH") from exc
-        pgid = proc.pid  # new session: the child leads its own group
-        RUNNING.add(pgid)
-        try:
-            try:
-                proc.wait(timeout=timeout)
-                if timeout is not None:
-                    # sh's wait(timeout) only polls the exit status; without this join the
-                    # output threads may not have delivered the last lines yet (lost stdout).
-                    proc.process.wait()
-            except sh.TimeoutException:
-                timed_out = True
-                self._log(f"# timeout after {timeout}s: killing process group {pgid}")
-                kill_group(pgid)
-                try:
-                    proc.wait(timeout=10)
-                except sh.TimeoutException:
-                    pass
-            except KeyboardInterrupt:
-                kill_group(pgid, grace=2.0)
-                raise
-            exit_code = proc.exit_code if proc.exit_code is not None else -1
-        finally:
-            RUNNING.discard(pgid)
-            # The leader is gone but grandchildren may linger in its group: never leave them.
-            _reap_group(pgid)
-        seconds = time.monotonic() - start
-        self._log(f"# exit {exit_code} in {seconds:.2f}s")
-        return Result(argv=shown, exit_code=exit_code, seconds=seconds, attempts=attempt,
-                      stdout="\n".join(captured) + ("\n" if captured else ""),
-                      tail=tuple(tail), timed_out=timed_out)
-
-    def _run_captured(self, argv: Sequence[Arg], *, cwd: str | os.PathLike | None,
-                      env: Mapping[str, str] | None, timeout: float | None, input: str | None,
-                      merge_stderr: bool, attempt: int,
-                      on_line: Callable[[str], None] | None) -> Result:
-        """Run once without sh: own session, output captured whole, group killed on timeout."""
-        import subprocess
-
-        shown, real, run_env = self._prepare(argv, env)
-        start = time.monotonic()
-        timed_out = False
-        try:
-            child = subprocess.Popen(
-                real, cwd=os.fspath(cwd) if cwd is not None else None, env=run_env,
-                stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT if merge_stderr else subprocess.PIPE,
-                start_new_session=True, text=True, errors="replace")
-        except FileNotFoundError as exc:
-            raise CommandNotFound(f"command not found: {real[0]}",
-                                  hint=f"install {real[0]} or put it on PATH") from exc
-        RUNNING.add(child.pid)
-        try:
-            try:
-                out, err = child.communicate(input, timeout=timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                _term_then_kill(child)
-                out, err = child.communicate()
-            except KeyboardInterrupt:
-                kill_group(child.pid, grace=2.0)
-                raise
-        finally:
-            RUNNING.discard(child.pid)
-            _reap_group(child.pid)
-        seconds = time.monotonic() - start
-        # split("\n"), not splitlines(): exotic separators must not make extra lines (pip).
-        lines = [ln for ln in (out or "").split("\n") if ln] + \
-            [ln for ln in (err or "").split("\n") if ln]
-        masked = [redact_text(ln, self.secrets) if self.secrets else ln for ln in lines]
-        record = [f"$ {shown}" + (f"   (cwd {os.fspath(cwd)})" if cwd else ""), *masked]
-        if timed_out:
-            record.append(f"# timeout after {timeout}s: killed process group {child.pid}")
-        record.append(f"# exit {child.returncode} in {seconds:.2f}s")
-        self._log("\n".join(record))  # one write: these commands are many and short
-        for line in masked:
-            if self.echo is not None:
-                self.echo(line)
-            if on_line is not None:
-                on_line(line)
-        return Result(argv=shown, exit_code=child.returncode, seconds=seconds, attempts=attempt,
-                      stdout=out or "", tail=tuple(masked[-self.tail_lines:]),
-                      timed_out=timed_out)
-
     def run_bytes(self, argv: Sequence[Arg], *, desc: str, out: Callable[[bytes], None],
-                  cwd: str | os.PathLike | None = None, env: Mapping[str, str] | None = None,
-                  timeout: float | None = None) -> Result:
+                  cwd: str | os.PathLike[str] | None = None,
+                  env: Mapping[str, str] | None = None, timeout: float | None = None) -> Result:
         """Run argv handing its stdout, raw, to ``out`` chunk by chunk; return a Result.
 
-        For binary streams (stestr's subunit v2): stdout is neither decoded, logged nor
-        captured; stderr is logged line by line as ``run`` does. It never raises for an exit
-        code or a timeout (the group is TERMed then KILLed): a partial stream still matters,
-        so the caller reads ``exit_code`` and ``timed_out``.
+        For binary streams (stestr's subunit v2); stderr is logged line by line. It never
+        raises for an exit code or a timeout: a partial stream still matters, so the caller
+        reads ``exit_code`` and ``timed_out``.
+        """
+        return self.execute(Call(tuple(argv), desc, cwd=cwd, env=env, timeout=timeout,
+                                 merge_stderr=False, on_bytes=out))
+
+    def execute(self, call: Call, *, attempt: int = 1) -> Result:
+        """Run ``call`` once, in its own session; on timeout, TERM then KILL its whole group.
+
+        The one execution engine: a plain Popen whose pipes are read in this thread (no sh,
+        no pump threads: ~4 ms a command, and no polling floor under short ones). The group
+        is reaped when the leader exits, so grandchildren left behind never outlive it.
         """
         import subprocess
 
-        shown, real, run_env = self._prepare(argv, env)
-        tail: deque[str] = deque(maxlen=self.tail_lines)
-        self._log(f"$ {shown}" + (f"   (cwd {os.fspath(cwd)})" if cwd else "") + f"   # {desc}")
+        shown, real, run_env = self._prepare(call.argv, call.env)
+        sink = _Sink(self, call, f"$ {shown}" + (f"   (cwd {os.fspath(call.cwd)})"
+                                                  if call.cwd else ""))
+        separate_err = call.on_bytes is not None or not call.merge_stderr
         try:
-            child = subprocess.Popen(real, cwd=os.fspath(cwd) if cwd is not None else None,
-                                     env=run_env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     start_new_session=True, bufsize=0)
+            child = subprocess.Popen(
+                real, cwd=os.fspath(call.cwd) if call.cwd is not None else None, env=run_env,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE if separate_err else subprocess.STDOUT,
+                start_new_session=True, bufsize=0)
         except FileNotFoundError as exc:
             raise CommandNotFound(f"command not found: {real[0]}",
                                   hint=f"install {real[0]} or put it on PATH") from exc
-        assert child.stdout is not None and child.stderr is not None
-        stdout, stderr = child.stdout, child.stderr
-
-        def pump_out() -> None:
-            while chunk := stdout.read(65536):
-                out(chunk)
-
-        def pump_err() -> None:
-            for raw in stderr:
-                line = raw.decode("utf-8", "replace").rstrip("\n")
-                masked = self.mask(line)
-                tail.append(masked)
-                self._log(masked)
-                if self.echo is not None:
-                    self.echo(masked)
-
-        pumps = [threading.Thread(target=f, daemon=True) for f in (pump_out, pump_err)]
-        for pump in pumps:
-            pump.start()
         start = time.monotonic()
-        timed_out = False
-        RUNNING.add(child.pid)
+        RUNNING.add(child.pid)  # new session: the child leads its own group
         try:
             try:
-                child.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                self._log(f"# timeout after {timeout}s: killing process group {child.pid}")
-                _term_then_kill(child)
-                child.wait()
-            except KeyboardInterrupt:
+                timed_out = _pump(child, sink, call.timeout, start)
+                exit_code = child.wait()
+            except BaseException:  # Ctrl-C, SIGTERM's SystemExit: never leave the group
                 kill_group(child.pid, grace=2.0)
                 raise
         finally:
             RUNNING.discard(child.pid)
             _reap_group(child.pid)
-            for pump in pumps:
-                pump.join(timeout=10)
-            stdout.close()
-            stderr.close()
+            for pipe in (child.stdout, child.stderr):
+                if pipe is not None:
+                    pipe.close()
         seconds = time.monotonic() - start
-        self._log(f"# exit {child.returncode} in {seconds:.2f}s")
-        return Result(argv=shown, exit_code=child.returncode, seconds=seconds, attempts=1,
-                      stdout="", tail=tuple(tail), timed_out=timed_out)
+        sink.close(f"# exit {exit_code} in {seconds:.2f}s")
+        return Result(argv=shown, exit_code=exit_code, seconds=seconds, attempts=attempt,
+                      stdout=sink.stdout(), tail=tuple(sink.tail), timed_out=timed_out)
 
     def _prepare(self, argv: Sequence[Arg], env: Mapping[str, str] | None
                  ) -> tuple[str, list[str], dict[str, str]]:
@@ -508,31 +370,150 @@ class Runner:
         base = env if env is not None else (self.env if self.env is not None else os.environ)
         return display_argv(argv), _reveal(argv), dict(base)
 
-    def _log(self, line: str) -> None:
+    def note(self, text: str) -> None:
+        """Write a line of the phase's own (a decision and its reason) to the log, masked."""
+        self._log(self.mask(text))
+
+    def _log(self, text: str) -> None:
         if self.log is None:
             return
         with self._log_lock:
             self.log.parent.mkdir(parents=True, exist_ok=True)
             with open(self.log, "a", encoding="utf-8", errors="replace") as fh:
-                fh.write(line + "\n")
+                fh.write(text + "\n")
 
 
-def _term_then_kill(child: subprocess.Popen, grace: float = 5.0) -> None:
-    """TERM the child's group, reap the child (so it is no zombie), KILL the group if slow."""
-    import subprocess
+class _Sink:
+    """Where one command's output goes: lines split, masked, tailed, logged and echoed."""
 
+    def __init__(self, runner: Runner, call: Call, head: str) -> None:
+        self.runner = runner
+        self.call = call
+        self.tail: deque[str] = deque(maxlen=runner.tail_lines)
+        self._out: list[str] = []  # stdout as decoded, for Result.stdout
+        self._record: list[str] | None = None if call.stream else [head]
+        self._partial = {"out": "", "err": ""}
+        self._decoders = {name: codecs.getincrementaldecoder("utf-8")("replace")
+                          for name in ("out", "err")}
+        if call.stream:
+            runner._log(head)
+
+    def feed(self, name: str, data: bytes) -> None:
+        """Take a chunk of stream ``name`` ("out"/"err"); ``b""`` means it ended."""
+        if name == "out" and self.call.on_bytes is not None:
+            if data:
+                self.call.on_bytes(data)
+            return
+        text = self._decoders[name].decode(data, final=not data)
+        if name == "out":
+            self._out.append(text)
+        text = self._partial[name] + text
+        # split("\n"), not splitlines(): exotic separators must not make extra lines (pip).
+        *lines, self._partial[name] = text.split("\n")
+        if not data and self._partial[name]:
+            lines.append(self._partial[name])
+            self._partial[name] = ""
+        for line in lines:
+            self._line(line, to_on_line=name == "out")
+
+    def note(self, text: str) -> None:
+        """A ``#`` line of dsvm's own in the command's log record."""
+        self._write(text)
+
+    def close(self, text: str) -> None:
+        self._write(text)
+        if self._record is not None:
+            self.runner._log("\n".join(self._record))  # one write: many short commands
+
+    def stdout(self) -> str:
+        return "".join(self._out)
+
+    def _line(self, line: str, *, to_on_line: bool) -> None:
+        masked = self.runner.mask(line)
+        if masked.strip():
+            self.tail.append(masked)
+        self._write(masked)
+        if self.runner.echo is not None:
+            self.runner.echo(masked)
+        if to_on_line and self.call.on_line is not None:
+            self.call.on_line(masked)
+
+    def _write(self, text: str) -> None:
+        if self._record is not None:
+            self._record.append(text)
+        else:
+            self.runner._log(text)
+
+
+# After a timeout's kill, or once the leader has exited, how long to wait for the pipes to
+# close: a process that escaped the group (its own setsid) may hold them open forever.
+DRAIN_SECONDS = 10.0
+
+
+def _pump(child: subprocess.Popen[bytes], sink: _Sink, timeout: float | None,
+          start: float) -> bool:
+    """Read the child's pipes into ``sink`` until they close; return True if it timed out.
+
+    The leader's exit is watched too (a pidfd): a grandchild holding stdout open must not keep
+    us waiting, so its group is reaped then and the pipes drained for a bounded time.
+    """
+    import selectors
+
+    streams = {child.stdout: "out", child.stderr: "err"}
+    deadline = start + timeout if timeout is not None else None
+    timed_out = exited = reaped = False
+    with selectors.DefaultSelector() as sel:
+        for pipe, name in streams.items():
+            if pipe is not None:
+                sel.register(pipe, selectors.EVENT_READ, name)
+        pidfd = _pidfd(child.pid)
+        if pidfd is not None:
+            sel.register(pidfd, selectors.EVENT_READ, None)
+        try:
+            while not exited or any(k.data is not None for k in sel.get_map().values()):
+                now = time.monotonic()
+                if deadline is not None and now >= deadline:
+                    if timed_out or exited:
+                        break  # drained long enough: a process outside the group holds a pipe
+                    timed_out = True
+                    sink.note(f"# timeout after {timeout}s: killing process group {child.pid}")
+                    kill_group(child.pid)
+                    deadline = time.monotonic() + DRAIN_SECONDS
+                    continue
+                wait = None if deadline is None else deadline - now
+                if pidfd is None and not exited:
+                    wait = 0.05 if wait is None else min(wait, 0.05)
+                for key, _ in sel.select(wait):
+                    if key.data is None:  # the leader exited
+                        sel.unregister(key.fileobj)
+                        exited = True
+                    else:
+                        data = os.read(key.fd, 65536)
+                        if not data:
+                            sel.unregister(key.fileobj)
+                        sink.feed(key.data, data)
+                if pidfd is None and not exited and child.poll() is not None:
+                    exited = True
+                if exited and not reaped:
+                    reaped = True
+                    child.wait()  # first the leader: a zombie leader makes the group look alive
+                    _reap_group(child.pid)  # grandchildren left behind: they hold our pipes
+                    deadline = min(deadline or float("inf"), time.monotonic() + DRAIN_SECONDS)
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+    return timed_out
+
+
+def _pidfd(pid: int) -> int | None:
+    """A file descriptor readable when ``pid`` exits (Linux >= 5.3), or None."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
     try:
-        os.killpg(child.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        child.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(child.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        return int(opener(pid))
+    except OSError:
+        return None
 
 
 def _mask_match(m: re.Match[str]) -> str:

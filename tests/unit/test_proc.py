@@ -55,25 +55,56 @@ def _pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def test_timeout_kills_the_whole_process_group_grandchildren_included(tmp_path):
-    pidfile = tmp_path / "grandchild.pid"
-    # The child spawns a grandchild that ignores nothing and sleeps; both must die.
-    code = (
-        "import subprocess, sys, time, pathlib;"
+def _spawns_grandchild(pidfile: Path, *, close_pipes: bool = False) -> str:
+    """Python code: start a grandchild that sleeps, record its pid, then sleep (both 300 s)."""
+    return (
+        "import os, subprocess, sys, time, pathlib;"
         "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']);"
         f"pathlib.Path({str(pidfile)!r}).write_text(str(p.pid));"
-        "time.sleep(300)"
+        + ("os.close(1); os.close(2);" if close_pipes else "")
+        + "time.sleep(300)"
     )
-    start = time.monotonic()
-    with pytest.raises(BudgetExpiredError) as info:
-        proc.Runner(log=tmp_path / "t.log").run([PY, "-c", code], desc="sleeper", timeout=1.5)
-    assert info.value.exit_code == 124
-    assert time.monotonic() - start < 15
+
+
+def _assert_dies(pidfile: Path) -> None:
     grandchild = int(pidfile.read_text())
     deadline = time.monotonic() + 5
     while _pid_alive(grandchild) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not _pid_alive(grandchild), "grandchild survived the timeout"
+
+
+# Every way into the one engine: streamed lines, a record logged at the end, raw bytes.
+ENTRIES = {
+    "run": lambda runner, argv: runner.run(argv, desc="sleeper", timeout=1.5),
+    "run, logged at the end": lambda runner, argv: runner.run(argv, desc="sleeper",
+                                                              timeout=1.5, stream=False),
+    "run, stderr apart": lambda runner, argv: runner.run(argv, desc="sleeper", timeout=1.5,
+                                                         merge_stderr=False),
+    "run_bytes": lambda runner, argv: runner.run_bytes(argv, desc="sleeper",
+                                                       out=lambda chunk: None, timeout=1.5),
+}
+
+
+@pytest.mark.parametrize("entry", sorted(ENTRIES))
+@pytest.mark.parametrize("close_pipes", [False, True], ids=["pipes open", "pipes closed"])
+def test_timeout_kills_the_whole_process_group_grandchildren_included(entry, close_pipes,
+                                                                      tmp_path):
+    pidfile = tmp_path / "grandchild.pid"
+    log = tmp_path / "t.log"
+    start = time.monotonic()
+    if entry == "run_bytes":
+        result = ENTRIES[entry](proc.Runner(log=log),
+                                [PY, "-c", _spawns_grandchild(pidfile, close_pipes=close_pipes)])
+        assert result.timed_out
+    else:
+        with pytest.raises(BudgetExpiredError) as info:
+            ENTRIES[entry](proc.Runner(log=log),
+                           [PY, "-c", _spawns_grandchild(pidfile, close_pipes=close_pipes)])
+        assert info.value.exit_code == 124
+    assert time.monotonic() - start < 15
+    _assert_dies(pidfile)
+    assert "# timeout after 1.5s: killing process group" in log.read_text()
 
 
 def test_grandchild_left_behind_after_normal_exit_is_reaped(tmp_path):
@@ -183,3 +214,57 @@ def test_as_user_wraps_for_another_user_only():
 def test_display_argv_quotes_for_humans():
     assert proc.display_argv(["git", "fetch", "a b", proc.Secret("pw")]) == \
         "git fetch 'a b' ****"
+
+
+def test_run_bytes_hands_stdout_over_raw_and_logs_stderr(tmp_path):
+    log = tmp_path / "b.log"
+    chunks: list[bytes] = []
+    code = ("import sys; sys.stdout.buffer.write(bytes(range(256))); sys.stdout.flush();"
+            "print('on stderr', file=sys.stderr)")
+    result = proc.Runner(log=log).run_bytes([PY, "-c", code], desc="bytes", out=chunks.append)
+    assert b"".join(chunks) == bytes(range(256))
+    assert result.ok and result.stdout == "" and result.tail == ("on stderr",)
+    assert "on stderr" in log.read_text()
+
+
+def test_stderr_apart_is_logged_but_not_in_stdout(tmp_path):
+    log = tmp_path / "e.log"
+    code = "import sys; print('out'); print('err', file=sys.stderr); print('tail', end='')"
+    result = proc.Runner(log=log).run([PY, "-c", code], desc="two pipes", merge_stderr=False)
+    assert result.stdout == "out\ntail"
+    assert set(result.tail) == {"out", "err", "tail"}
+    assert {"out", "err", "tail"} <= set(log.read_text().splitlines())
+
+
+def test_a_record_logged_at_the_end_stays_in_one_piece_beside_parallel_commands(tmp_path):
+    import threading
+
+    log = tmp_path / "p.log"
+    runner = proc.Runner(log=log)
+    code = ("import sys, time; "
+            "[print(sys.argv[1], i, flush=True) or time.sleep(0.02) for i in range(5)]")
+    threads = [threading.Thread(target=runner.run, args=([PY, "-c", code, name],),
+                                kwargs={"desc": name, "stream": False}) for name in "abc"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    lines = log.read_text().splitlines()
+    for name in "abc":
+        at = next(i for i, ln in enumerate(lines) if ln.startswith("$ ") and ln.endswith(name))
+        assert lines[at + 1:at + 6] == [f"{name} {i}" for i in range(5)]
+        assert lines[at + 6].startswith("# exit 0 in ")
+
+
+def test_a_grandchild_holding_stdout_does_not_hold_the_command(tmp_path):
+    pidfile = tmp_path / "bg.pid"
+    code = (
+        "import subprocess, sys, pathlib;"
+        "p = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(300)']);"
+        f"pathlib.Path({str(pidfile)!r}).write_text(str(p.pid)); print('leader done')"
+    )
+    start = time.monotonic()
+    result = proc.Runner().run([PY, "-c", code], desc="leaves a child holding stdout")
+    assert time.monotonic() - start < 5
+    assert result.stdout == "leader done\n"
+    _assert_dies(pidfile)
