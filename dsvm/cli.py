@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "ini": "ini",
     "localconf": "localconf",
     "profile": "profile",
+    "compliance": "compliance",
 }
 
 # Commands that must start fast: no rich console is built for them.

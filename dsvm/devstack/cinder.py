@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 CINDER_SPEC = "$CINDER_CONF"
 TEMPEST_SPEC = "$TEMPEST_CONFIG"
 KEYS = ("name", "volume_driver", "type", "options", "secret_options", "volume_type",
-        "storage_protocol", "vendor_name")
+        "storage_protocol", "vendor_name", "inventory", "cleanup", "array")
 _TYPE = re.compile(r"^[A-Za-z0-9_]+$")
 _LVM_DRIVER = "cinder.volume.drivers.lvm.LVMVolumeDriver"
 

@@ -92,6 +92,18 @@ attachments = sa.Table(
     sa.Column("test_run_id", sa.BigInteger), sa.Column("label", sa.String(255)),
     sa.Column("attachment", _BLOB),
     sa.Index("ix_attach_test_run_id", "test_run_id"), **_INNODB)
+# dsvm's own tables beside subunit2sql's (subunit2sql's migrations never touch them): created
+# with the schema, and added to a database already at HEAD by ensure_schema().
+log_signatures = sa.Table(
+    "dsvm_log_signatures", metadata,
+    sa.Column("id", _PK, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.BigInteger, nullable=False), sa.Column("service", sa.String(64)),
+    sa.Column("digest", sa.String(64)), sa.Column("signature", sa.Text),
+    sa.Column("first_where", sa.String(512)), sa.Column("first_line", sa.Text),
+    sa.Column("count", sa.Integer),
+    sa.Index("ix_dsvm_log_signatures_run_id", "run_id"),
+    sa.Index("ix_dsvm_log_signatures_digest", "digest"), **_INNODB)
+DSVM_TABLES = (log_signatures,)
 alembic_version = sa.Table(
     "alembic_version", metadata,
     sa.Column("version_num", sa.String(32), nullable=False),
@@ -219,6 +231,9 @@ def ensure_schema(conn: Connection, create: bool = True) -> None:
     """Check the schema is at HEAD; create and stamp it in an empty database; else refuse."""
     rev = revision(conn)
     if rev == HEAD:
+        if create:
+            have = set(sa.inspect(conn).get_table_names())
+            metadata.create_all(conn, tables=[t for t in DSVM_TABLES if t.name not in have])
         return
     url = conn.engine.url.render_as_string(hide_password=True)
     if rev == "" and create:

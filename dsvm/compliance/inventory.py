@@ -1,0 +1,204 @@
+"""The array after the run: inventories before the stack phase and after Tempest, the leaks
+between them, and a cleanup that removes only those.
+
+A backend's ``inventory`` hook (``cinder.backends[*].inventory``, an argv) prints the array's
+objects as JSON: a list, or ``{"objects": [...]}``, of ``{"name": ..., "size": ..., "kind":
+...}`` (``size`` in bytes; other keys are kept). A *leak* is an object that was not there before
+the job, is still there after Tempest, and was created by this job's Cinder (its name or id
+carries the id of a volume this job's c-vol log created) — an object another job made on the
+same array meanwhile is reported as foreign and never touched. ``cleanup`` (an argv) is called
+with the leaked names appended. A hook that fails or prints something else than that JSON is
+a warning naming the hook: nothing is cleaned and the job's verdict does not change.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from dsvm.compliance.backends import uuids
+from dsvm.compliance.evidence import Line
+
+_REQUEST = re.compile(r"Request \((?P<test>[A-Za-z_]\w*:[A-Za-z_]\w*)\)")
+LOOKBACK = 400  # tempest.log lines searched above an id for the request that made it
+
+
+class HookError(Exception):
+    """An inventory or cleanup hook failed or printed something unusable."""
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """One backend's inventory and cleanup argvs and the array they talk to."""
+
+    backend: str
+    array: str
+    inventory: tuple[str, ...]
+    cleanup: tuple[str, ...] = ()
+
+    @property
+    def shown(self) -> str:
+        return f"cinder.backends[{self.backend}].inventory ({' '.join(self.inventory)})"
+
+
+def hooks_of(backends: Iterable[Mapping[str, Any]]) -> list[Hooks]:
+    """The backends of the profile that have an inventory hook (raw profile entries)."""
+    out = []
+    for raw in backends:
+        if not isinstance(raw, Mapping) or not raw.get("inventory"):
+            continue
+        name = str(raw.get("name") or "")
+        options = raw.get("options") if isinstance(raw.get("options"), Mapping) else {}
+        array = str(raw.get("array") or (options or {}).get("san_ip") or name)
+        out.append(Hooks(name, array, _argv(raw.get("inventory")), _argv(raw.get("cleanup"))))
+    return out
+
+
+def _argv(value: Any) -> tuple[str, ...]:
+    if not value:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    return tuple(str(v) for v in value)
+
+
+@dataclass(frozen=True)
+class ArrayObject:
+    """One object on the array as the inventory hook listed it."""
+
+    name: str
+    size: int | None = None
+    kind: str = ""
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.extra, "name": self.name, "size": self.size, "kind": self.kind}
+
+
+def parse(text: str, shown: str) -> tuple[ArrayObject, ...]:
+    """The objects of an inventory hook's output; HookError naming the hook when it is not
+    the JSON described above."""
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise HookError(f"{shown} printed no JSON ({exc}); first bytes: {text[:60]!r}") from exc
+    if isinstance(data, Mapping):
+        data = data.get("objects")
+    if not isinstance(data, list):
+        raise HookError(f"{shown} printed JSON that is neither a list of objects nor "
+                        '{"objects": [...]}')
+    out = []
+    for i, item in enumerate(data):
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, Mapping) or not item.get("name"):
+            raise HookError(f"{shown}: object {i} has no name")
+        size = item.get("size")
+        out.append(ArrayObject(str(item["name"]), int(size) if isinstance(size, int | float)
+                               else None, str(item.get("kind") or ""),
+                               {k: v for k, v in item.items() if k not in ("name", "size",
+                                                                           "kind")}))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One inventory of one backend's array, or why there is none."""
+
+    backend: str
+    array: str
+    when: str  # UTC, ISO 8601
+    objects: tuple[ArrayObject, ...] = ()
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "array": self.array, "when": self.when,
+                "error": self.error, "objects": [o.as_json() for o in self.objects]}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Snapshot:
+        return cls(str(data["backend"]), str(data.get("array") or data["backend"]),
+                   str(data.get("when") or ""),
+                   tuple(ArrayObject(str(o["name"]), o.get("size"), str(o.get("kind") or ""),
+                                     {k: v for k, v in o.items()
+                                      if k not in ("name", "size", "kind")})
+                         for o in data.get("objects") or []), data.get("error"))
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class Leak:
+    """An object this job created on the array and left there."""
+
+    backend: str
+    name: str
+    size: int | None
+    kind: str
+    volume_id: str | None
+    test: str | None  # Class:test that created it, when tempest.log tells
+    evidence: Line | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "name": self.name, "size": self.size,
+                "kind": self.kind, "volume_id": self.volume_id, "test": self.test,
+                "evidence": self.evidence.as_json() if self.evidence else None}
+
+
+@dataclass(frozen=True)
+class Findings:
+    """What appeared on one array during the job: leaks (ours) and foreign objects."""
+
+    backend: str
+    leaks: tuple[Leak, ...]
+    foreign: tuple[ArrayObject, ...]
+    warning: str | None = None
+
+
+def find_leaks(before: Snapshot, after: Snapshot, created: set[str],
+               tempest_log: Sequence[Line] = ()) -> Findings:
+    """Objects in ``after`` but not ``before``: leaks when they carry the id of a volume this
+    job created (``created``), foreign otherwise. Pure."""
+    if before.error or after.error:
+        return Findings(after.backend, (), (), before.error or after.error)
+    known = {o.name for o in before.objects}
+    leaks: list[Leak] = []
+    foreign: list[ArrayObject] = []
+    for obj in after.objects:
+        if obj.name in known:
+            continue
+        ids = uuids(obj.name) + uuids(json.dumps(dict(obj.extra), default=str))
+        mine = next((i for i in ids if i in created), None)
+        if mine is None:
+            foreign.append(obj)
+            continue
+        test, line = creating_test(mine, tempest_log)
+        leaks.append(Leak(after.backend, obj.name, obj.size, obj.kind, mine, test, line))
+    return Findings(after.backend, tuple(leaks), tuple(foreign))
+
+
+def creating_test(volume_id: str, tempest_log: Sequence[Line]) -> tuple[str | None, Line | None]:
+    """The test whose request first returned ``volume_id`` (tempest.log's "Request
+    (Class:test)" line above the first mention of the id), and that line."""
+    for i, line in enumerate(tempest_log):
+        if volume_id not in line.text:
+            continue
+        for back in range(i, max(-1, i - LOOKBACK), -1):
+            m = _REQUEST.search(tempest_log[back].text)
+            if m:
+                return m["test"], tempest_log[back]
+        return None, line
+    return None, None
+
+
+def cleanup_names(findings: Findings, before: Snapshot) -> list[str]:
+    """What the cleanup hook may remove: this job's leaks, never an object that existed
+    before the job (checked again here, whatever find_leaks said)."""
+    existed = {o.name for o in before.objects}
+    return [leak.name for leak in findings.leaks if leak.name not in existed]
