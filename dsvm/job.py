@@ -525,11 +525,11 @@ def _exit_code(failed: Record | None, guard: Guard) -> int:
 
 def report(outcome: Outcome, the_plan: JobPlan, ctx: JobContext) -> dict[str, Any]:
     """The stable JSON summary of a finished job (also what summary.md is made from)."""
-    s, env, out = ctx.settings, ctx.env, ctx.outputs
+    s, out, job = ctx.settings, ctx.outputs, ctx.job
     counts = (out.get("results") or {}).get("counts") or (out.get("tempest") or {}).get("counts")
     backends = (out.get("configure") or {}).get("backends") or [
         b.get("name") for b in s.get("cinder.backends") or [] if isinstance(b, dict)]
-    log_url = (out.get("logs") or {}).get("url") or _log_url(s.get("report.log_url"), env)
+    log_url = (out.get("logs") or {}).get("url") or _log_url(s.get("report.log_url"), job.zuul.log_path)
     failed = outcome.failed
     return {
         "version": 1, "verdict": outcome.verdict, "exit_code": outcome.exit_code,
@@ -537,9 +537,7 @@ def report(outcome: Outcome, the_plan: JobPlan, ctx: JobContext) -> dict[str, An
         "failed_phase": failed.name if failed else None,
         "failure": _failure(failed) if failed else None,
         "seconds": round(outcome.seconds, 3),
-        "change": {"project": env.get("ZUUL_PROJECT"), "change": env.get("ZUUL_CHANGE"),
-                   "patchset": env.get("ZUUL_PATCHSET"), "branch": env.get("ZUUL_BRANCH"),
-                   "pipeline": env.get("ZUUL_PIPELINE")},
+        "change": job.change(),
         "profile": s.profile, "backends": [str(b) for b in backends if b],
         "counts": counts or {}, "log_url": log_url or None,
         "ci_name": s.get("report.ci_name") or "", "recheck": s.get("report.recheck") or "",
@@ -550,10 +548,10 @@ def report(outcome: Outcome, the_plan: JobPlan, ctx: JobContext) -> dict[str, An
     }
 
 
-def _log_url(prefix: str | None, env: Mapping[str, str]) -> str:
+def _log_url(prefix: str | None, path: str | None) -> str:
     if not prefix:
         return ""
-    path = env.get("LOG_PATH", "")
+    path = path or ""
     return prefix.rstrip("/") + ("/" + path.strip("/") if path else "") + "/"
 
 

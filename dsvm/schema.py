@@ -45,6 +45,9 @@ GIT = {
                    "(doubled for each further retry)"),
     "jobs": Key("int", 8, "projects the workspace phase checks out in parallel (git is mostly "
                 "waiting on the network and the disk, so more than the CPUs)"),
+    "error_on_clone": Key("bool", False, "Zuul v3 (--zuul-vars): a project the job needs "
+                          "that Zuul did not prepare is an error, not taken from the node's "
+                          "cache (devstack's ERROR_ON_CLONE)"),
 }
 
 PATHS = {

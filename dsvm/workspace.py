@@ -50,7 +50,7 @@ class WorkspaceConfig:
     git_base_overrides: Mapping[str, str] = field(default_factory=dict)  # UC -> URL
     branches: BranchRules = field(default_factory=BranchRules)
     clone_map: Mapping[str, str] = field(default_factory=dict)  # project or regex -> dest
-    require_prepared: bool = False  # Zuul v3: a project Zuul did not prepare is an error
+    error_on_clone: bool = False  # Zuul v3: a project Zuul did not prepare is an error
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def config_from(settings: Settings, env: Mapping[str, str]) -> WorkspaceConfig:
         git_base=DEFAULT_GIT_BASE if git_base is None else str(git_base).rstrip("/"),
         git_base_overrides=bases, branches=jobfacts.branch_rules(settings, env),
         clone_map={str(k): str(v) for k, v in (settings.get("clone_map") or {}).items()},
-        require_prepared=bool(settings.get("zuul.require_prepared")))
+        error_on_clone=bool(settings.get("git.error_on_clone")))
 
 
 def project_names(config: WorkspaceConfig, job: Job | zuul.Params) -> list[str]:
@@ -191,9 +191,9 @@ def plan(job: Job | zuul.Params, config: WorkspaceConfig,
         if name in prepared:
             checkouts.append(_plan_prepared(prepared[name], config, params))
             continue
-        if job.vars is not None and config.require_prepared:
+        if job.vars is not None and config.error_on_clone:
             problems.append(Problem(f"project {name}", f"is needed ({where.get(name, '?')}) "
-                                    "but Zuul did not prepare it (zuul.require_prepared)",
+                                    "but Zuul did not prepare it (git.error_on_clone)",
                                     hint="add it to the job's required-projects"))
             continue
         item = _plan_project(name, job, config, cache.get(name), problems)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from dsvm.commands import add_command, add_json
+from dsvm.commands.workspace import add_zuul_vars
 
 PHASES = ["workspace", "configure", "stack", "tempest", "results", "logs"]
 
@@ -32,6 +33,7 @@ def register(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--to", dest="to_phase", choices=PHASES, help="last phase to run")
     p.add_argument("--workspace", metavar="DIR",
                    help="job directory (default $WORKSPACE or the current directory)")
+    add_zuul_vars(p)
     add_json(p)
     p.set_defaults(func=run)
 
@@ -48,7 +50,9 @@ def run(args: argparse.Namespace) -> int:
         console.set_ui(console.Ui(plain=ui.plain, verbose=ui.verbose, stream=ui.err_stream,
                                   err_stream=ui.err_stream))
     settings = profile.resolve(args.profile, options={"paths.workspace": args.workspace})
-    ctx = phase.context(settings, workspace=args.workspace)
+    ctx = phase.context(settings, workspace=args.workspace, zuul_vars=args.zuul_vars,
+                        src_root=args.src_root)
+    ctx.job  # noqa: B018 -- the job's Zuul input resolved once, bad input exits 2 up front
     state = job.load_state(ctx.dsvm_log_dir / "state.json")
     the_plan = job.plan(settings, os.environ, from_phase=args.from_phase,
                         to_phase=args.to_phase, state=state,
@@ -98,7 +102,7 @@ def _phase_plans(ctx, the_plan, *, quiet: bool) -> dict:  # type: ignore[no-unty
         out["workspace"] = {"projects": result.outputs["projects"],
                             "zuul": result.outputs["zuul"]}
     if "configure" in selected:
-        conf = localconf.render(ctx.settings)
+        conf = localconf.render(ctx.settings, job=ctx.job)
         out["configure"] = {"local_conf": conf.masked(), "backends": list(conf.backends)}
     if "tempest" in selected:
         lists = tempest.read_lists(ctx.settings)

@@ -229,7 +229,9 @@ def _publish(ctx: JobContext, conf: Mapping[str, Any], dest: Path,
     if not publish.is_configured(conf):
         raise UsageError("--publish needs logs.publish in the profile",
                          hint="set logs.publish: {host, user, path, key, url}")
-    t = publish.target(conf, ctx.env, log_path)
+    # Zuul v3 sends no LOG_PATH nor ZUUL_*: its log path comes from the resolved job.
+    t = publish.target(conf, ctx.env, log_path or (ctx.job.zuul.log_path if ctx.job.vars
+                                                   else None))
     result = publish.publish(t, dest, ctx.runner(PHASE), timeout=ctx.time_left())
     ctx.ui.ok(f"published {dest} to {t.remote} in {result.seconds:.1f}s")
     if t.public_url:

@@ -110,7 +110,7 @@ def _store(ctx: JobContext, run: stream.Run, out_dir: Path) -> dict[str, Any]:
     from dsvm.results import history
 
     url = db_url(ctx.settings, ctx.env)
-    meta = run_metadata(ctx.env, getattr(ctx.settings, "profile", None))
+    meta = run_metadata(ctx.env, getattr(ctx.settings, "profile", None), ctx.job.metadata())
     artifacts = ctx.settings.get("report.log_url") or ctx.env.get("LOG_URL") or None
     try:
         engine = db.connect(url)
