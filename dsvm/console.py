@@ -11,15 +11,20 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, cast
 
 from rich.console import Console
 from rich.markup import escape
 
 from dsvm.errors import EXIT_MEANINGS, DsvmError
+
+# At least one line this often while a long step runs, however quiet the step (a clone,
+# stack.sh, tempest, log compression): Jenkins users read a silent log as a hang (pip's
+# NonInteractiveSpinner, but on a clock rather than on the step's own events).
+HEARTBEAT_SECONDS = 60.0
 
 
 def is_plain_environment(env: Mapping[str, str], stream: IO[str], no_color: bool = False) -> bool:
@@ -39,7 +44,7 @@ class _Std:
         self.name = name
 
     def _target(self) -> IO[str]:
-        return getattr(sys, self.name)
+        return cast(IO[str], getattr(sys, self.name))
 
     def write(self, text: str) -> int:
         return self._target().write(text)
@@ -61,8 +66,9 @@ class Ui:
 
     plain: bool
     verbose: bool = False
-    stream: IO[str] = field(default_factory=lambda: _Std("stdout"))  # type: ignore[arg-type]
-    err_stream: IO[str] = field(default_factory=lambda: _Std("stderr"))  # type: ignore[arg-type]
+    stream: IO[str] = field(default_factory=lambda: cast(IO[str], _Std("stdout")))
+    err_stream: IO[str] = field(default_factory=lambda: cast(IO[str], _Std("stderr")))
+    heartbeat_seconds: float = HEARTBEAT_SECONDS  # tests shorten it
 
     def __post_init__(self) -> None:
         common: dict[str, Any] = {"highlight": False, "soft_wrap": True}
@@ -129,9 +135,10 @@ class Ui:
                       f"after {elapsed:.1f}s")
 
     @contextmanager
-    def progress(self, description: str, total: int | None) -> Iterator[Progress]:
-        """Progress for a long loop: a live bar in a terminal, periodic lines in Jenkins."""
-        prog = Progress(self, description, total)
+    def progress(self, description: str, total: int | None,
+                 status: Callable[[], str] | None = None) -> Iterator[Progress]:
+        """Progress for a long loop: a live bar in a terminal, a heartbeat a minute in Jenkins."""
+        prog = Progress(self, description, total, status)
         try:
             yield prog
         finally:
@@ -160,20 +167,75 @@ class Ui:
                 self.err.print(line)
 
 
+def duration(seconds: float) -> str:
+    """``seconds`` for humans: ``42s``, ``3m05s``, ``1h02m``."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+class Heartbeat:
+    """A clock that prints ``... WHAT: still running after T[, STATUS]`` every interval.
+
+    Driven by a timer thread, not by the step's output, so a step silent for ten minutes still
+    gets its ten lines. ``status`` (called at each beat) says how far the step has got.
+    """
+
+    def __init__(self, ui: Ui, what: str, status: Callable[[], str] | None = None) -> None:
+        self.ui = ui
+        self.what = what
+        self.status = status
+        self.start = time.monotonic()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name=f"heartbeat {what}",
+                                        daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self.start = time.monotonic()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop beating (idempotent); returns once no beat is being printed."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _beat(self) -> None:
+        beat = self.start
+        while True:
+            beat += self.ui.heartbeat_seconds  # on the clock: a slow print does not drift it
+            if self._stop.wait(max(0.0, beat - time.monotonic())):
+                return
+            status = self.status() if self.status is not None else ""
+            self.ui.info(f"... {self.what}: still running after "
+                         f"{duration(time.monotonic() - self.start)}"
+                         + (f", {status}" if status else ""))
+
+
 class Progress:
-    """A progress handle: ``advance()`` per item, ``note()`` for an event worth a line."""
+    """A progress handle: ``advance()`` per item, ``note()`` for an event worth a line.
 
-    # Jenkins gets a heartbeat line at most this often (pip's NonInteractiveSpinner idea).
-    PLAIN_INTERVAL = 60.0
+    A live bar in a terminal; in a plain log a start line, a heartbeat a minute with the count
+    (or ``status()``), and a finish line.
+    """
 
-    def __init__(self, ui: Ui, description: str, total: int | None) -> None:
+    def __init__(self, ui: Ui, description: str, total: int | None,
+                 status: Callable[[], str] | None = None) -> None:
         self.ui = ui
         self.description = description
         self.total = total
         self.done = 0
-        self._last_line = time.monotonic()
-        self._start = self._last_line
-        self._bar = None
+        self.status = status or self._count
+        self._start = time.monotonic()
+        self._bar: Any = None
+        self._beat: Heartbeat | None = None
         self._lock = threading.Lock()
         if not ui.plain:
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
@@ -186,6 +248,7 @@ class Progress:
             self._task = self._bar.add_task(description, total=total)
         else:
             ui.info(f"... {description}: started" + (f" ({total} items)" if total else ""))
+            self._beat = Heartbeat(ui, description, self.status).__enter__()
 
     def advance(self, n: int = 1, item: str | None = None) -> None:
         """Count ``n`` more items done."""
@@ -194,12 +257,6 @@ class Progress:
             if self._bar is not None:
                 self._bar.update(self._task, advance=n,
                                  description=f"{self.description} {item or ''}".rstrip())
-                return
-            now = time.monotonic()
-            if now - self._last_line >= self.PLAIN_INTERVAL:
-                self._last_line = now
-                self.ui.info(f"... {self.description}: {self._count()} "
-                             f"({now - self._start:.0f}s)")
 
     def note(self, text: str) -> None:
         """Print one line now, in both modes (e.g. a failure as it happens)."""
@@ -212,9 +269,11 @@ class Progress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
-        else:
+        elif self._beat is not None:
+            self._beat.stop()
+            self._beat = None
             elapsed = time.monotonic() - self._start
-            self.ui.info(f"... {self.description}: finished, {self._count()} in {elapsed:.1f}s")
+            self.ui.info(f"... {self.description}: finished, {self.status()} in {elapsed:.1f}s")
 
     def _count(self) -> str:
         return f"{self.done}/{self.total}" if self.total else f"{self.done}"

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsvm import proc
+from dsvm import console, proc
 from dsvm.errors import (
     EXIT_OK,
     EXIT_TESTS_FAILED,
@@ -566,9 +566,7 @@ class Tracker:
 
 class Display:
     """Progress: tests done / total, failures so far, ETA; Jenkins gets a line per failure
-    and a periodic count."""
-
-    HEARTBEAT = 60.0
+    and the console's heartbeat (a line a minute, however quiet stestr is) with the count."""
 
     def __init__(self, ctx: JobContext, label: str, total: Callable[[], int]) -> None:
         self.ui = ctx.ui
@@ -577,25 +575,23 @@ class Display:
         self.done = 0
         self.failed = 0
         self.start = time.monotonic()
-        self._last = self.start
         self._stack = ExitStack()
         self._bar: Any = None
         self._lock = threading.Lock()
+        if self.ui.plain:  # from the start: the first test may take minutes to report
+            self._bar = self._stack.enter_context(self.ui.progress(label, None, self._status))
 
     def eta(self, total: int) -> str:
         if not self.done or total <= self.done:
             return "?" if not self.done else "0s"
         left = (time.monotonic() - self.start) / self.done * (total - self.done)
-        return f"{int(left // 60)}m{int(left % 60):02d}s" if left >= 60 else f"{left:.0f}s"
+        return console.duration(left)
 
     def advance(self, n: int) -> None:
         with self._lock:
             self.done += n
-            if self.ui.plain:  # a line a minute: the status is only built when it is due
-                now = time.monotonic()
-                if now - self._last >= self.HEARTBEAT:
-                    self._last = now
-                    self.ui.info(f"... {self.label}: {self._status()}")
+            if self.ui.plain:  # the heartbeat builds the status when it is due
+                self._bar.advance(n)
                 return
             if self._bar is None:  # the total grows as stestr's workers announce tests,
                 # so the bar has none; the item text carries done/total and the ETA
@@ -956,3 +952,12 @@ def _flaky(failures: list[str], outcomes: Mapping[str, str]) -> tuple[list[str],
         ok = bool(mine) and all(s.split(":")[-1] in {"success", "skip", "xfail"} for s in mine)
         (flaky if ok else still).append(test_id)
     return flaky, still
+
+
+def which_stestr() -> str | None:
+    """The stestr next to this Python, or on PATH (for tests and benchmarks)."""
+    import shutil
+    import sys
+
+    here = Path(sys.executable).parent / "stestr"
+    return str(here) if here.is_file() else shutil.which("stestr")

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from dsvm import proc, secrets
+from dsvm import console, proc, secrets
 from dsvm.errors import BudgetExpiredError, InfraError, UsageError
 from dsvm.phase import JobContext, PhaseResult
 
@@ -32,7 +32,6 @@ SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PASSED_ENV = ("LANG", "TERM", "http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY",
               "HTTPS_PROXY", "NO_PROXY")
 LAST_LINES = 25
-HEARTBEAT = 60.0
 PASSWORD_LINE = re.compile(r"The password: (\S.*)$")
 
 
@@ -320,11 +319,11 @@ def execute(the_plan: StackPlan, ctx: JobContext) -> PhaseResult:
     parsed = StackLog()
     the_plan.log.parent.mkdir(parents=True, exist_ok=True)
     ui = ctx.ui
-    last_shown = [time.monotonic()]
     limit = f" (limit {the_plan.timeout / 60:.0f} min)" if the_plan.timeout else ""
     ui.info(f"stack.sh: running as {the_plan.user} in {the_plan.devstack_dir}{limit}; "
             f"log {the_plan.log}")
-    with open(the_plan.log, "a", encoding="utf-8", errors="replace") as fh:
+    with open(the_plan.log, "a", encoding="utf-8", errors="replace") as fh, \
+            console.Heartbeat(ui, "stack.sh", lambda: _elapsed(parsed)):
         def on_line(line: str) -> None:
             now = time.time()
             fh.write(line + "\n" if _STAMP.match(line) else f"{_stamp(now)} | {line}\n")
@@ -332,10 +331,6 @@ def execute(the_plan: StackPlan, ctx: JobContext) -> PhaseResult:
             phase = parsed.feed(now, line)
             if phase is not None and not phase.startswith(("stack ", "unstack ", "clean ")):
                 ui.info(f"stack.sh: {phase}")
-                last_shown[0] = time.monotonic()
-            elif time.monotonic() - last_shown[0] >= HEARTBEAT:
-                last_shown[0] = time.monotonic()
-                ui.info(f"stack.sh: still running ({_elapsed(parsed)})")
 
         result = runner.run(list(the_plan.argv), desc="stack.sh", cwd=the_plan.devstack_dir,
                             env=dict(the_plan.env), timeout=the_plan.timeout, check=False,

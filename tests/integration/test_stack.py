@@ -146,3 +146,26 @@ def test_cli_stack_exit_codes(tmp_path: Path, stack_user: str) -> None:
     done = subprocess.run([*cmd[:-1], "root"], env=env, capture_output=True, text=True,
                           check=False)
     assert done.returncode == 2 and "refuses to run as root" in done.stderr
+
+
+def test_a_silent_stack_sh_gets_a_heartbeat_line_each_minute_in_a_plain_log(
+        tmp_path: Path, stack_user: str) -> None:
+    import io
+    import re
+
+    from dsvm import console
+
+    # A "minute" of 0.3 s; stack.sh then hangs silently in Starting Keystone until the budget
+    # (3 s) kills it: more than three such minutes without a line of its own.
+    prepare(tmp_path / "base", stack_user, mode="hang:keystone")
+    ctx = _ctx(tmp_path, stack_user, budget=3)
+    out = io.StringIO()
+    ctx.ui = console.Ui(plain=True, stream=out, err_stream=io.StringIO(), heartbeat_seconds=0.3)
+    with pytest.raises(stack.StackTimedOutError):
+        stack.run_phase(ctx)
+    lines = out.getvalue().splitlines()
+    hanging = lines.index("stack.sh: Starting Keystone")
+    beats = [ln for ln in lines[hanging:] if ln.startswith("... stack.sh: still running")]
+    assert len(beats) >= 3, lines
+    assert all(re.fullmatch(r"\.\.\. stack\.sh: still running after \d+s, "
+                            r"last devstack phase: Starting Keystone", ln) for ln in beats)

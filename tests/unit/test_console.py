@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 
 from dsvm import console
 from dsvm.errors import InfraError
@@ -94,3 +95,49 @@ def test_plain_ui_prints_tables_through_the_ascii_renderer():
     console.Ui(plain=True, stream=out, err_stream=io.StringIO()).table(
         "projects", ["name"], [("[bold]not markup[/]",)])
     assert "| [bold]not markup[/] |" in out.getvalue()
+
+
+def _plain(interval: float) -> tuple[console.Ui, io.StringIO]:
+    out = io.StringIO()
+    return console.Ui(plain=True, stream=out, err_stream=io.StringIO(),
+                      heartbeat_seconds=interval), out
+
+
+def test_the_heartbeat_interval_is_a_minute_by_default():
+    assert console.HEARTBEAT_SECONDS == 60.0
+    assert console.Ui(plain=True).heartbeat_seconds == 60.0
+
+
+def test_a_silent_step_gets_a_heartbeat_line_each_interval_saying_what_and_how_long():
+    ui, out = _plain(0.25)  # a "minute" of 0.25 s: three and a half minutes of silence
+    with console.Heartbeat(ui, "stack.sh", lambda: "last devstack phase: Starting Cinder"):
+        time.sleep(0.875)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 3, lines
+    assert lines == ["... stack.sh: still running after 0s, last devstack phase: Starting Cinder"
+                     ] * 3
+    assert not CONTROL.search(out.getvalue())
+
+
+def test_the_heartbeat_stops_with_its_step():
+    ui, out = _plain(0.1)
+    with console.Heartbeat(ui, "quick"):
+        pass
+    time.sleep(0.3)
+    assert out.getvalue() == ""
+
+
+def test_a_progress_without_advances_still_beats_with_its_count_in_a_plain_log():
+    ui, out = _plain(0.25)
+    with ui.progress("workspace", total=40) as prog:
+        prog.advance()
+        time.sleep(0.875)  # one clone of many minutes: no item finishes
+    lines = out.getvalue().splitlines()
+    assert lines[0] == "... workspace: started (40 items)"
+    assert lines[1:4] == ["... workspace: still running after 0s, 1/40"] * 3
+    assert re.fullmatch(r"\.\.\. workspace: finished, 1/40 in 0\.\ds", lines[4])
+
+
+def test_duration_for_humans():
+    assert [console.duration(s) for s in (0, 42.9, 60, 185, 3725)] == [
+        "0s", "42s", "1m00s", "3m05s", "1h02m"]
