@@ -38,12 +38,21 @@ def run(args: argparse.Namespace) -> int:
     from dsvm import console, profile
     from dsvm.compliance import checks, phase
     from dsvm.compliance.evidence import JobDir
+    from dsvm.errors import ProfileError
 
     root = Path(args.job_dir or os.environ.get("WORKSPACE") or os.getcwd())
     job_dir = JobDir.open(root)
     recorded = job_dir.state().get("profile")
-    settings = profile.resolve(args.profile or (str(recorded) if recorded else None),
-                               options={"results.db": args.db})
+    name = args.profile or (str(recorded) if recorded else None)
+    try:
+        settings = profile.resolve(name, options={"results.db": args.db})
+    except ProfileError as exc:
+        if args.profile or not recorded:
+            raise
+        raise ProfileError(f"the job's profile {recorded!r} (its state.json) cannot be "
+                           f"loaded here: {exc.message}", problems=exc.problems,
+                           hint="give the profile the job ran with: dsvm --profile NAME|PATH "
+                                "compliance JOB_DIR") from exc
     job = phase.job_of(settings, dict(os.environ), job_dir.root)
     summary = _summary(job_dir)
     verdict = str(summary.get("verdict") or "")

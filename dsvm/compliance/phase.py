@@ -46,7 +46,7 @@ class Job:
 
 def job_of(settings: Any, env: Mapping[str, str], root: Path) -> Job:
     """The Job of ``settings``/``env`` for the job directory ``root``."""
-    from dsvm.results import db, known
+    from dsvm.results import known
 
     raw = [b for b in settings.get("cinder.backends") or [] if isinstance(b, Mapping)]
     secret_opts = {str(o) for b in raw for o in b.get("secret_options") or []}
@@ -58,8 +58,20 @@ def job_of(settings: Any, env: Mapping[str, str], root: Path) -> Job:
     key = {"job_name": name} if name else {"profile": str(settings.profile)}
     return Job(root, str(settings.get("paths.base") or "/opt/stack"),
                Path(settings.get("node.root") or "/"), policy, hooks,
-               db.url_for(settings, env), key, tuple(settings.secret_values()),
+               _db_url(settings, env), key, tuple(settings.secret_values()),
                known.parse(settings.get(known.KEY) or []))
+
+
+def _db_url(settings: Any, env: Mapping[str, str]) -> str:
+    """The results database URL, from its one owner (moving from results.phase to db)."""
+    from dsvm.results import db
+
+    url_for = getattr(db, "url_for", None)
+    if url_for is not None:
+        return str(url_for(settings, env))
+    from dsvm.results import phase as results_phase
+
+    return str(results_phase.db_url(settings, env))  # type: ignore[attr-defined]
 
 
 def _state_dir(job: Job) -> Path:
