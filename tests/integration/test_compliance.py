@@ -20,7 +20,7 @@ from dsvm.compliance.evidence import JobDir
 from dsvm.compliance.lock import ArrayLock
 from dsvm.errors import InfraError
 from dsvm.results import db, stream
-from tests.fixtures.compliance_jobs import LEAKED, VOL_A, JobSpec, build_job, subunit_stream
+from tests.fixtures.compliance_jobs import LEAKED, JobSpec, build_job, subunit_stream
 
 SERVERS = {"postgresql": "DSVM_TEST_POSTGRES_URL", "mysql": "DSVM_TEST_MYSQL_URL"}
 
@@ -183,14 +183,6 @@ def test_a_bad_inventory_hook_is_a_warning_and_nothing_is_cleaned(tmp_path, bad)
 
 
 # -- the array lock -------------------------------------------------------------------------
-def _lock_urls(tmp_path: Path) -> list[str]:
-    urls = [f"sqlite:///{tmp_path}/results.db"]
-    for kind in SERVERS:
-        if os.environ.get(SERVERS[kind]):
-            urls.append(os.environ[SERVERS[kind]])
-    return urls
-
-
 @pytest.mark.parametrize("kind", ["file", "postgresql", "mysql"])
 def test_the_array_lock_excludes_a_second_holder_until_released(tmp_path, kind) -> None:
     url = f"sqlite:///{tmp_path}/results.db" if kind == "file" else server_url(kind)
