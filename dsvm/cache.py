@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from dsvm import git, proc
+from dsvm import fsutil, git, proc
 from dsvm.errors import InfraError, Problem, UsageError
 
 MANIFEST_NAME = ".dsvm-manifest.json"
@@ -641,10 +641,8 @@ def manifest_json(manifest: Manifest) -> dict[str, Any]:
 def write_manifest(cache_root: Path, manifest: Manifest) -> Path:
     """Write the manifest atomically (temp file, then rename); return its path."""
     path = manifest_path(cache_root)
-    tmp = path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
-    tmp.write_text(json.dumps(manifest_json(manifest), indent=2, sort_keys=True) + "\n")
     # No fsync: a manifest lost in a power cut is rebuilt by the next run (stestr's reasoning).
-    os.replace(tmp, path)
+    fsutil.write_atomic(path, json.dumps(manifest_json(manifest), indent=2, sort_keys=True) + "\n")
     return path
 
 

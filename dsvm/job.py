@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import os
 import signal
 import threading
 import time
@@ -25,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from dsvm import budget as budget_mod
-from dsvm import proc
+from dsvm import fsutil, proc
 from dsvm.errors import (
     EXIT_INFRA,
     EXIT_INTERRUPTED,
@@ -215,12 +214,7 @@ def save_state(path: Path, state: Mapping[str, Any]) -> None:
     there, which is all a re-run needs.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(state, fh, indent=2, default=str)
-        fh.write("\n")
-    os.replace(tmp, path)
+    fsutil.write_atomic(path, json.dumps(state, indent=2, default=str) + "\n", mode=0o600)
 
 
 def _now() -> str:
@@ -610,9 +604,7 @@ def write_summary(data: Mapping[str, Any], ctx: JobContext) -> Path:
 
 def _write_atomic(path: Path, content: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(content, encoding="utf-8")
-    os.replace(tmp, path)
+    fsutil.write_atomic(path, content)
 
 
 def print_summary(data: Mapping[str, Any], ctx: JobContext, summary_md: Path) -> None:

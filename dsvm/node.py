@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsvm import cache, git, proc
+from dsvm import cache, fsutil, git, proc
 from dsvm.errors import InfraError, Problem, UsageError
 from dsvm.phase import JobContext, PhaseResult
 from dsvm.profile import Settings
@@ -285,12 +285,11 @@ def step_users(plan: PreparePlan, runner: proc.Runner, report: PrepareReport) ->
 def write_sudoers(path: Path, text: str, runner: proc.Runner) -> None:
     """Write a sudoers drop-in 0440 atomically, checked by ``visudo -c`` when available."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.dsvm-tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, 0o440)
-    if proc.which("visudo"):
-        runner.run(["visudo", "-c", "-q", "-f", str(tmp)], desc=f"check {path.name}")
-    os.replace(tmp, path)
+    with fsutil.atomic_open(path, mode=0o440) as fh:
+        fh.write(text.encode())
+        fh.flush()
+        if proc.which("visudo"):  # checked before it replaces anything sudo reads
+            runner.run(["visudo", "-c", "-q", "-f", fh.name], desc=f"check {path.name}")
 
 
 # -- repos -------------------------------------------------------------------------------------

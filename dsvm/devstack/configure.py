@@ -9,11 +9,10 @@ edits an existing cinder.conf the same way. Nothing here runs a command.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dsvm import fsutil
 from dsvm.devstack import cinder, localconf
 from dsvm.errors import InfraError, UsageError
 
@@ -64,7 +63,7 @@ def run_phase(ctx: JobContext) -> PhaseResult:
         raise error(f"devstack checkout not found: {target.parent}",
                     hint="run 'dsvm workspace' first, or set devstack.dir / --devstack-dir")
     mode = 0o600 if rendered.has_secrets else 0o644
-    write_atomic(target, rendered.text(), mode=mode, owner_like=target.parent)
+    fsutil.write_atomic(target, rendered.text(), mode=mode, owner_like=target.parent)
     _log(ctx, target, rendered)
     n = len(rendered.backends)
     summary = f"wrote {target} ({len(rendered.lines)} lines, {n} Cinder backend{'s' * (n != 1)})"
@@ -111,27 +110,5 @@ def apply_cinder(settings: Settings, conf: Path) -> list[cinder.Edit]:
     mode = stat.st_mode & 0o7777
     if any(e.secret for e in edits):
         mode &= ~0o007  # never world-readable once it holds a backend secret
-    write_atomic(conf, new, mode=mode, owner_like=conf)
+    fsutil.write_atomic(conf, new, mode=mode, owner_like=conf)
     return edits
-
-
-def write_atomic(path: Path, text: str, *, mode: int, owner_like: Path) -> None:
-    """Write ``text`` to a temp file beside ``path`` (mode set before any byte), then rename.
-
-    The owner is that of ``path`` if it exists, else of ``owner_like``, so the stack user
-    can read a file root wrote. No fsync: a crash leaves the old file or the new one, and
-    configure is re-run anyway.
-    """
-    ref = path if path.exists() else owner_like
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as fh:
-            fh.write(text)
-        st = ref.stat()
-        if os.geteuid() == 0 and (st.st_uid, st.st_gid) != (os.getuid(), os.getgid()):
-            os.chown(tmp, st.st_uid, st.st_gid)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

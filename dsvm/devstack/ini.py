@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
+
+from dsvm import fsutil
 
 __all__ = [
     "Call", "FUNCTIONS", "Session", "SedError", "echo", "split_words",
@@ -922,54 +923,15 @@ class Session:
 
 
 def write_atomic(path: str, text: str, *, existed: bool = True) -> None:
-    """Write ``text`` to ``path`` via a temp file + rename, keeping mode and owner.
+    """Write ``text`` to ``path`` atomically (``fsutil``), keeping its mode and owner.
 
     A new file gets tee's mode (0666 minus umask); a file holding a secret value never keeps
     permissions for "other".
     """
-    directory = os.path.dirname(path) or "."
-    st = None
-    if existed:
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            st = None
-    if st is not None:
-        mode = stat.S_IMODE(st.st_mode)
-    else:
-        umask = os.umask(0)
-        os.umask(umask)
-        mode = 0o666 & ~umask
+    mode = fsutil.default_mode(path) if existed else fsutil.new_file_mode()
     if mode & 0o007 and holds_secret(text):
         mode &= ~0o007
-    fd, tmp = _temp_beside(directory, os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(text.encode("utf-8", "surrogateescape"))
-            os.fchmod(fh.fileno(), mode)
-            if st is not None and (st.st_uid != os.geteuid() or st.st_gid != os.getegid()):
-                try:
-                    os.fchown(fh.fileno(), st.st_uid, st.st_gid)
-                except PermissionError:
-                    pass
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _temp_beside(directory: str, name: str) -> tuple[int, str]:
-    """A new private file next to the target (tempfile is not imported: start-up time)."""
-    for attempt in range(100):
-        tmp = os.path.join(directory, f".{name}.dsvm-{os.getpid()}-{attempt}")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"no free temporary name beside {name} in {directory}")
+    fsutil.write_atomic(path, text, mode=mode, errors="surrogateescape")
 
 
 # --------------------------------------------------------------------------- the functions

@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from dsvm import fsutil
+
 MANIFEST_FORMAT = 1
 
 
@@ -29,12 +31,10 @@ def write_indexes(dest: Path, title: str = "logs") -> int:
         rel = here.relative_to(dest)
         rows = [(d + "/", None, here / d) for d in dirnames]
         rows += [(f, (here / f).stat().st_size, here / f) for f in sorted(filenames)
-                 if f != "index.html" and not f.endswith(".part")]
+                 if f != "index.html" and not fsutil.is_temporary(f)]
         page = render_index(f"{title}/{rel}" if str(rel) != "." else title, rows,
                             has_parent=here != dest)
-        tmp = here / ".index.html.part"
-        tmp.write_text(page, encoding="utf-8")
-        tmp.replace(here / "index.html")
+        fsutil.write_atomic(here / "index.html", page)
         count += 1
     return count
 
@@ -108,7 +108,5 @@ def manifest(collection: Any, root: Path | None) -> dict[str, Any]:
 def write_manifest(dest: Path, data: dict[str, Any]) -> Path:
     """Write ``manifest.json`` atomically; return its path."""
     path = dest / "manifest.json"
-    tmp = dest / ".manifest.json.part"
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    fsutil.write_atomic(path, json.dumps(data, indent=2, sort_keys=False) + "\n")
     return path

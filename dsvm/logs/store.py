@@ -1,8 +1,9 @@
 """Writing one collected file: read consistently, redact (streamed), compress, truncate.
 
 Runs in worker processes (redaction is pure-Python regex work that holds the GIL; zlib
-alone would release it). A file is written as ``<name>.part`` and renamed when complete, so
-an interrupted collection never leaves a half file under its final name. This room reads
+alone would release it). A file is written beside its name and renamed when complete
+(``fsutil.atomic_open``), so an interrupted collection never leaves a half file under its final
+name. This room reads
 exactly one source and writes exactly one destination; it never walks trees or prints.
 """
 
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from dsvm import fsutil
 from dsvm.logs.redact import Redactor, redact_file
 
 TRUNCATION_NOTE = "\n[... {n} bytes cut by dsvm: logs.size_budget_mb exceeded ...]\n"
@@ -74,11 +76,9 @@ def store(task: Task, redactor: Redactor, attempts: int = 2) -> Stored:
             last = str(exc)
             continue
         except OSError as exc:
-            _discard(task.dest + ".part")
             return Stored(task.rel, task.shown, note=f"unreadable: {exc.strerror or exc}",
                           skipped=True)
         return result
-    _discard(task.dest + ".part")
     return Stored(task.rel, task.shown, note=f"skipped: {last}", skipped=True)
 
 
@@ -87,28 +87,26 @@ class _Changed(Exception):
 
 
 def _store_once(task: Task, redactor: Redactor) -> Stored:
-    part = task.dest + ".part"
     Path(task.dest).parent.mkdir(parents=True, exist_ok=True)
-    with open(task.source, "rb") as src:
+    # Written whole or not at all: a source that changed under us leaves no partial copy.
+    with open(task.source, "rb") as src, fsutil.atomic_open(task.dest) as raw:
         before = os.fstat(src.fileno())
         size = before.st_size
-        with open(part, "wb") as raw:
-            out: BinaryIO = (_gzip_writer(raw, task.level, task.engine)
-                             if task.compress else raw)
-            try:
-                read, count, truncated = _copy(task, src, out, redactor, size)
-            finally:
-                if out is not raw:
-                    out.close()
+        out: BinaryIO = (_gzip_writer(raw, task.level, task.engine)
+                         if task.compress else raw)
+        try:
+            read, count, truncated = _copy(task, src, out, redactor, size)
+        finally:
+            if out is not raw:
+                out.close()
         after = os.fstat(src.fileno())
-    if read < min(size, task.cap or size) or after.st_size < size:
-        raise _Changed(f"shrank while being read ({size} -> {after.st_size} bytes)")
+        if read < min(size, task.cap or size) or after.st_size < size:
+            raise _Changed(f"shrank while being read ({size} -> {after.st_size} bytes)")
     note = ""
     if after.st_size > size or after.st_mtime_ns != before.st_mtime_ns:
         note = f"grew while being read: the first {size} bytes were copied"
     if truncated:
         note = f"truncated to {task.cap} of {size} bytes (head and tail kept)"
-    os.replace(part, task.dest)
     return Stored(task.rel, task.shown, size=size, stored=os.path.getsize(task.dest),
                   redactions=count, truncated=truncated, note=note)
 
@@ -184,10 +182,3 @@ class _Limited:
         data = self.fh.read(n)
         self.left -= len(data)
         return data
-
-
-def _discard(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
