@@ -25,6 +25,7 @@ from typing import Any
 
 from dsvm import budget as budget_mod
 from dsvm import fsutil, proc
+from dsvm.compliance import phase as compliance
 from dsvm.errors import (
     EXIT_INFRA,
     EXIT_INTERRUPTED,
@@ -335,8 +336,13 @@ def run(the_plan: JobPlan, ctx: JobContext) -> Outcome:
         for step in the_plan.steps:
             if step.name == "logs" and step.selected:
                 # The logs phase publishes summary.md with the logs: write what is known.
+                compliance.grade_job(ctx, failed=failed is not None, live=True, store=False)
                 _write_provisional_summary(records, failed, guard, the_plan, ctx, started)
+            if step.selected and failed is None and not guard.signal_code:
+                compliance.step_hook(ctx, step.name, "before")
             rec = _next(step, ctx, guard, failed, records, the_plan, job_end)
+            if rec.started:
+                compliance.step_hook(ctx, step.name, "after")
             records.append(rec)
             if rec.status != "skipped" or step.selected:
                 state["phases"][step.name] = rec.as_json()
@@ -346,6 +352,9 @@ def run(the_plan: JobPlan, ctx: JobContext) -> Outcome:
     finally:
         guard.restore()
     code = _exit_code(failed, guard)
+    # dsvm run ends with compliance, graded again on the collected logs (vendor jobs only)
+    logs_ok = any(r.name == "logs" and r.status == "ok" for r in records)
+    compliance.grade_job(ctx, failed=code != EXIT_OK, live=not logs_ok, store=True)
     state.update({"finished": _now(), "exit_code": code})
     save_state(state_path, state)
     return Outcome(records, code, failed, time.monotonic() - started)
@@ -359,7 +368,7 @@ def _write_provisional_summary(records: list[Record], failed: Record | None, gua
         outcome = Outcome([*records, Record("logs", summary="collecting")],
                           _exit_code(failed, guard), failed, time.monotonic() - started)
         data = report(outcome, the_plan, ctx)
-        _write_atomic(ctx.dsvm_log_dir / "summary.md", markdown(data))
+        _write_atomic(ctx.dsvm_log_dir / "summary.md", markdown(data, ctx.settings, ctx.env))
         _write_atomic(ctx.dsvm_log_dir / "summary.json", json.dumps(data, indent=2) + "\n")
     except Exception as exc:  # noqa: BLE001 - a summary must never cost the logs
         ctx.ui.warn(f"could not write the summary before collecting logs: {exc}")
@@ -536,6 +545,8 @@ def report(outcome: Outcome, the_plan: JobPlan, ctx: JobContext) -> dict[str, An
         "counts": counts or {}, "log_url": log_url or None,
         "ci_name": s.get("report.ci_name") or "", "recheck": s.get("report.recheck") or "",
         "contact": s.get("report.contact") or "", "budget": the_plan.budget.as_json(),
+        "compliance": out.get("compliance"),
+        "failed_tests": list((out.get("tempest") or {}).get("failures") or []),
         "phases": [{"name": r.name, "status": r.status, "exit_code": r.exit_code,
                     "seconds": round(r.seconds, 3), "log": r.log, "summary": r.summary}
                    for r in outcome.records],
@@ -561,13 +572,15 @@ def _failure(rec: Record) -> dict[str, Any]:
             "last_lines": list(rec.outputs.get("last_lines") or [])[-10:], "log": rec.log}
 
 
-def markdown(data: Mapping[str, Any]) -> str:
-    """summary.md: a block ready to paste into the Gerrit review comment."""
+def markdown(data: Mapping[str, Any], settings: Any = None,
+             env: Mapping[str, str] | None = None) -> str:
+    """summary.md: the Gerrit comment block (Zuul's CI-summary shape) then the details."""
     ch, fail = data["change"], data.get("failure")
     head = f"{data['ci_name'] or 'dsvm'}: {data['verdict']}"
     if fail:
         head += f" ({data['meaning']} in {fail['phase']})"
-    lines = [f"### {head}", ""]
+    block = compliance.comment_block(data, settings, env or {}) if settings is not None else ""
+    lines = ([block] if block else []) + [f"### {head}", ""]
     if ch.get("change"):
         lines.append(f"* change {ch['change']} patchset {ch.get('patchset') or '?'}"
                      + (f" of {ch['project']}" if ch.get("project") else "")
@@ -588,13 +601,15 @@ def markdown(data: Mapping[str, Any]) -> str:
         lines.append(f"To run this job again, leave a comment: `{data['recheck']}`")
     if data["contact"]:
         lines.append(f"Questions about this CI: {data['contact']}")
+    if (data.get("compliance") or {}).get("markdown"):
+        lines += ["", data["compliance"]["markdown"]]
     return "\n".join(lines).rstrip() + "\n"
 
 
 def write_summary(data: Mapping[str, Any], ctx: JobContext) -> Path:
     """Write summary.md in the workspace (for Jenkins) and summary.md/.json in the dsvm log
     dir; the logs phase published the copies written just before it ran."""
-    text = markdown(data)
+    text = markdown(data, ctx.settings, ctx.env)
     target = ctx.workspace / "summary.md"
     _write_atomic(target, text)
     _write_atomic(ctx.dsvm_log_dir / "summary.md", text)
@@ -627,6 +642,8 @@ def print_summary(data: Mapping[str, Any], ctx: JobContext, summary_md: Path) ->
                 ui.info(f"  {label.replace('_', ' '):<15}: {fail[label]}")
         for line in fail.get("last_lines") or []:
             ui.info(f"  | {line}")
+    for line in (data.get("compliance") or {}).get("lines") or []:
+        ui.info(line)
     ui.info(f"summary for the review comment: {summary_md}")
     if data["verdict"] == "SUCCESS":
         ui.info("SUCCESSFULLY FINISHED")

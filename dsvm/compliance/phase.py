@@ -327,3 +327,91 @@ def markdown(report: checks.Report) -> str:
 
 def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")[:240]
+
+
+# -- in the gate job ------------------------------------------------------------------------
+BEFORE_STEPS = ("stack", "gate_hook")  # the array is inventoried before the cloud is built
+AFTER_STEPS = ("tempest", "gate_hook")  # and again once the tests are done
+
+
+def applies(ctx: Any) -> bool:
+    """Compliance is part of every run whose profile has Cinder backends."""
+    return bool(ctx.settings.get("cinder.backends"))
+
+
+def step_hook(ctx: Any, step: str, when: str) -> None:
+    """Around the job's steps: the array inventories (never fails the job)."""
+    if not applies(ctx) or step not in (BEFORE_STEPS if when == "before" else AFTER_STEPS):
+        return
+    job = job_of(ctx.settings, ctx.env, ctx.workspace)
+    if not job.hooks or (when == "after" and _snapshot_done(job, step)):
+        return
+    try:
+        take_inventory(job, "before" if when == "before" else "after",
+                       ctx.runner("compliance"), ctx.ui.warn)
+    except Exception as exc:  # noqa: BLE001 - compliance never costs the job its verdict
+        ctx.ui.warn(f"array inventory {when} {step} failed: {exc}")
+
+
+def _snapshot_done(job: Job, step: str) -> bool:
+    # gate_hook is both "before" and "after"; tempest after gate_hook would repeat it
+    return step == "tempest" and all(_snapshot_path(job, h.backend, "after").exists()
+                                     for h in job.hooks)
+
+
+def grade_job(ctx: Any, *, failed: bool, live: bool, store: bool) -> dict[str, Any] | None:
+    """Grade the running job into ``ctx.outputs["compliance"]``; with ``store`` keep its log
+    signatures with the stored run. Warnings, never an exception."""
+    if not applies(ctx):
+        return None
+    try:
+        job = job_of(ctx.settings, ctx.env, ctx.workspace)
+        results = ctx.outputs.get("results") or {}
+        run_uuid = results.get("run_uuid")
+        report = evaluate(job, live=live, run_uuid=run_uuid, failed=failed, warn=ctx.ui.warn)
+        if store and run_uuid:
+            try:
+                store_signatures(job, str(run_uuid), live)
+            except DsvmError as exc:
+                ctx.ui.warn(f"log signatures not stored: {exc.message}")
+        data = {**report.as_json(), "lines": lines(report), "markdown": markdown(report)}
+        ctx.outputs["compliance"] = data
+        _write(ctx.dsvm_log_dir / "compliance.json", data)
+        _rerender_html(ctx, data)
+        return data
+    except Exception as exc:  # noqa: BLE001 - a compliance bug must not cost the logs
+        ctx.ui.warn(f"compliance could not be graded: {exc}")
+        return None
+
+
+def _rerender_html(ctx: Any, data: Mapping[str, Any]) -> None:
+    """The HTML report again, now with its compliance section."""
+    from dsvm.results import html, known, stream
+
+    results = ctx.outputs.get("results") or {}
+    target, src = results.get("html"), results.get("subunit")
+    if not target or not src or not Path(str(src)).is_file():
+        return
+    page = html.render(stream.read(str(src)), known.parse(ctx.settings.get(known.KEY) or []),
+                       history_link="history.html" if results.get("history") else None,
+                       compliance=data)
+    path = Path(str(target))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+
+
+def comment_block(data: Mapping[str, Any], settings: Any, env: Mapping[str, str]) -> str:
+    """The Gerrit comment block of a ``dsvm run`` summary (job.report()'s data)."""
+    from dsvm.compliance import comment
+
+    compliance = data.get("compliance") or {}
+    failures = [comment.Failure(f["test_id"], f.get("bug"))
+                for f in compliance.get("failures") or []] or [
+        comment.Failure(str(t)) for t in data.get("failed_tests") or []]
+    voting_env = (env.get("ZUUL_VOTING") or "").lower()
+    voting = bool(settings.get("report.voting", True)) and voting_env not in ("0", "false",
+                                                                            "no")
+    job = env.get("JOB_NAME") or env.get("ZUUL_JOB") or str(data.get("profile") or "dsvm")
+    url = str(data.get("log_url") or env.get("BUILD_URL") or "")
+    return comment.from_report({**data, "log_url": url}, failures, voting=voting, job=job)
