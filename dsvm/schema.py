@@ -74,8 +74,8 @@ DEVSTACK = {
 
 CINDER = {
     "backends": Key("list[map]", [], "vendor backends: name, volume_driver, type, options, "
-                    "secret_options, volume_type, storage_protocol, vendor_name "
-                    "(docs/configure.md)"),
+                    "secret_options, volume_type, storage_protocol, vendor_name, inventory, "
+                    "cleanup, array (docs/configure.md, docs/compliance.md)"),
     "default_volume_type": Key("str", "", "default volume type (default: first backend's)"),
     "tempest_features": Key("map", {}, "Tempest [volume-feature-enabled] flags for the "
                             "backends (manage_snapshot, manage_volume, volume_revert, "
@@ -172,6 +172,13 @@ REPORT = {
     "recheck": Key("str", "recheck", "comment that re-runs the job"),
     "contact": Key("str", "", "whom to contact about this CI"),
     "log_url": Key("str", "", "public URL prefix of published logs"),
+    "voting": Key("bool", True, "the job votes; false appends (non-voting) to its line of the "
+                  "review comment, as ZUUL_VOTING=0 does"),
+}
+
+COMPLIANCE = {
+    "reference_job": Key("bool", False, "a reference job (Cinder's own LVM CI): LVM and "
+                         "backends the profile does not declare are no violation"),
 }
 
 SECTIONS: dict[str, dict[str, Key]] = {
@@ -186,6 +193,7 @@ SECTIONS: dict[str, dict[str, Key]] = {
     "node": NODE,
     "results": RESULTS,
     "report": REPORT,
+    "compliance": COMPLIANCE,
 }
 
 
