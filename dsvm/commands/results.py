@@ -148,10 +148,10 @@ def write_output(path: str, text: str | bytes) -> None:
 
 def _summary(args: argparse.Namespace) -> int:
     from dsvm.console import get_ui
-    from dsvm.results import phase, stream, summary
+    from dsvm.results import known, stream, summary
 
     run = stream.read(args.stream)
-    summ = summary.summarize(run, phase.known_failures(_settings(args)))
+    summ = summary.summarize(run, known.from_settings(_settings(args)))
     if args.json:
         _emit_json(args.output, summary.as_json(summ))
     elif args.output != "-":
@@ -163,19 +163,19 @@ def _summary(args: argparse.Namespace) -> int:
 
 
 def _html(args: argparse.Namespace) -> int:
-    from dsvm.results import html, phase, stream
+    from dsvm.results import html, known, stream
 
     run = stream.read(args.stream)
-    write_output(args.output, html.render(run, phase.known_failures(_settings(args)),
+    write_output(args.output, html.render(run, known.from_settings(_settings(args)),
                                           history_link=args.history_link))
     return 0
 
 
 def _junit(args: argparse.Namespace) -> int:
-    from dsvm.results import junit, phase, stream
+    from dsvm.results import junit, known, stream
 
     run = stream.read(args.stream)
-    write_output(args.output, junit.render(run, phase.known_failures(_settings(args)),
+    write_output(args.output, junit.render(run, known.from_settings(_settings(args)),
                                            name=args.suite_name))
     return 0
 
@@ -195,7 +195,7 @@ def _store(args: argparse.Namespace) -> int:
         extra[key] = value
     settings = _settings(args)
     run = stream.read(args.stream)
-    engine = db.connect(phase.db_url(settings, os.environ, args.db))
+    engine = db.connect(db.url_for(settings, os.environ, args.db))
     meta = phase.run_metadata(os.environ, settings.profile, extra)
     stored = db.store(engine, run, run_uuid=args.run_id, meta=meta,
                       artifacts=args.artifacts)
@@ -212,9 +212,9 @@ def _history(args: argparse.Namespace) -> int:
     import os
 
     from dsvm.console import get_ui
-    from dsvm.results import db, history, phase
+    from dsvm.results import db, history
 
-    engine = db.connect(phase.db_url(_settings(args), os.environ, args.db))
+    engine = db.connect(db.url_for(_settings(args), os.environ, args.db))
     runs, results = history.fetch(engine, args.last, args.test)
     hist = history.analyse(runs, results)
     if args.html:
@@ -251,9 +251,9 @@ def _compare(args: argparse.Namespace) -> int:
     import os
 
     from dsvm.console import get_ui
-    from dsvm.results import db, history, phase
+    from dsvm.results import db, history
 
-    engine = db.connect(phase.db_url(_settings(args), os.environ, args.db))
+    engine = db.connect(db.url_for(_settings(args), os.environ, args.db))
     a = db.load_run(engine, args.run_a, with_attachments=False)
     b = db.load_run(engine, args.run_b, with_attachments=False)
     cmp = history.compare(a, b, factor=args.slower)

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Connection, Engine
 
 from dsvm.errors import InfraError, UsageError
@@ -38,7 +37,24 @@ LOCK_ID = 0x64737631  # "dsv1": PostgreSQL advisory lock key / MySQL GET_LOCK na
 CHUNK = 500
 
 _PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: INTEGER PRIMARY KEY
-_BLOB = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+
+
+class _Blob(sa.types.TypeDecorator[bytes]):
+    """Bytes; LONGBLOB on MySQL/MariaDB (a BLOB there holds 64 KB). The MySQL dialect is
+    imported only when it is the database's: importing it costs a SQLite store ~5 ms."""
+
+    impl = sa.LargeBinary
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name in ("mysql", "mariadb"):
+            from sqlalchemy.dialects.mysql import LONGBLOB
+
+            return dialect.type_descriptor(LONGBLOB())
+        return dialect.type_descriptor(sa.LargeBinary())
+
+
+_BLOB = _Blob()
 _INNODB = {"mysql_engine": "InnoDB"}
 
 metadata = sa.MetaData()
@@ -120,9 +136,10 @@ class StoredRun:
 
 
 # -- connecting ------------------------------------------------------------------------------
-def default_url(env: Mapping[str, str] | None = None, configured: str | None = None) -> str:
-    """``--db`` > profile ``results.db`` > $DSVM_RESULTS_DB > the SQLite file under ~."""
-    env = os.environ if env is None else env
+def url_for(settings: Any, env: Mapping[str, str], option: str | None = None) -> str:
+    """The results database URL: ``--db`` > profile ``results.db`` > $DSVM_RESULTS_DB > the
+    SQLite file under ~."""
+    configured = option or (settings.get("results.db") if settings is not None else None)
     return configured or env.get(ENV_VAR) or DEFAULT_URL
 
 

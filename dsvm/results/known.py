@@ -53,6 +53,13 @@ class KnownFailures:
         return found
 
 
+def from_settings(settings: Any) -> KnownFailures:
+    """The profile's known failures (empty without settings); ProfileError when malformed."""
+    if settings is None:
+        return KnownFailures()
+    return parse(settings.get(KEY) or [])
+
+
 def parse(entries: Iterable[Mapping[str, Any]] | None, where: str = KEY) -> KnownFailures:
     """Validate profile entries ``{regex, bug, on}``; raise ProfileError listing every problem."""
     rules, problems = [], []

@@ -12,11 +12,13 @@ import shutil
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dsvm.errors import DsvmError, UsageError
-from dsvm.phase import JobContext, PhaseResult
-from dsvm.results import db, html, junit, known, stream, summary
+from dsvm.results import html, junit, known, stream, summary
+
+if TYPE_CHECKING:
+    from dsvm.phase import JobContext, PhaseResult
 
 # Where the JUnit XML lands, relative to $WORKSPACE: Jenkins' JUnit publisher reads this path
 # (scripts/jjb/jobs.yaml); tests check the two agree.
@@ -54,19 +56,6 @@ def run_metadata(env: Mapping[str, str], profile: str | None,
     return meta
 
 
-def db_url(settings: Any, env: Mapping[str, str], option: str | None = None) -> str:
-    """The results database URL: --db > profile results.db > $DSVM_RESULTS_DB > default."""
-    configured = option or (settings.get("results.db") if settings is not None else None)
-    return db.default_url(env, configured or None)
-
-
-def known_failures(settings: Any) -> known.KnownFailures:
-    """The profile's known failures (empty without settings)."""
-    if settings is None:
-        return known.KnownFailures()
-    return known.parse(settings.get(known.KEY) or [])
-
-
 def write(path: Path, text: str | bytes) -> Path:
     """Write via a temporary file and a rename, so readers never see half a report."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,6 +67,8 @@ def write(path: Path, text: str | bytes) -> Path:
 
 def run_phase(ctx: JobContext) -> PhaseResult:
     """Produce every results artefact for the Tempest stream; exit code 1 if tests failed."""
+    from dsvm.phase import PhaseResult
+
     src = (ctx.outputs.get("tempest") or {}).get("subunit")
     if not src:
         raise UsageError("no subunit stream from the tempest phase",
@@ -88,7 +79,7 @@ def run_phase(ctx: JobContext) -> PhaseResult:
     if Path(src).resolve() != copy.resolve():
         shutil.copyfile(src, copy)
     run = stream.read(copy)
-    rules = known_failures(ctx.settings)
+    rules = known.from_settings(ctx.settings)
     summ = summary.summarize(run, rules)
     outputs: dict[str, Any] = {"subunit": str(copy)}
     outputs["summary"] = str(write(out_dir / "summary.txt", summary.render_text(summ)))
@@ -107,9 +98,9 @@ def run_phase(ctx: JobContext) -> PhaseResult:
 
 
 def _store(ctx: JobContext, run: stream.Run, out_dir: Path) -> dict[str, Any]:
-    from dsvm.results import history
+    from dsvm.results import db, history
 
-    url = db_url(ctx.settings, ctx.env)
+    url = db.url_for(ctx.settings, ctx.env)
     meta = run_metadata(ctx.env, getattr(ctx.settings, "profile", None), ctx.job.metadata())
     artifacts = ctx.settings.get("report.log_url") or ctx.env.get("LOG_URL") or None
     try:

@@ -63,3 +63,17 @@ def test_truncated_run_says_so() -> None:
     run = Run(tests=(make("a.B.c", "success"),), problem="Short read - got 3 bytes")
     root = parse(junit.render(run, hostname="h"))
     assert "Short read" in root.find("testsuite/system-err").text
+
+
+def test_escaping_is_xml_sax_saxutils_byte_for_byte() -> None:
+    # junit.py escapes by itself (saxutils imports urllib.request); the output must not change
+    import random
+    from xml.sax.saxutils import escape, quoteattr
+
+    rnd = random.Random(3)
+    alphabet = "ab&<>\"'\n\r\t \x01\x0b\ufffe\u00e9\U0001f600"
+    for _ in range(3000):
+        text = "".join(rnd.choice(alphabet) for _ in range(rnd.randint(0, 10)))
+        assert junit._attr(text) == quoteattr(junit.clean(text), {"\n": "&#10;", "\r": "&#13;",
+                                                                  "\t": "&#9;"}), text
+        assert junit._body(text) == escape(junit.clean(text)), text
