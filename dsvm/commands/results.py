@@ -95,8 +95,15 @@ def _args_compare(a: argparse.ArgumentParser) -> None:
     add_json(a)
 
 
+def _args_comment(a: argparse.ArgumentParser) -> None:
+    a.add_argument("job_dir", nargs="?", default=None, metavar="JOB_DIR",
+                   help="the finished job's $WORKSPACE (default: $WORKSPACE or the current "
+                        "directory)")
+
+
 ARGS = {"summary": _args_summary, "html": _args_html, "junit": _args_junit,
-        "store": _args_store, "history": _args_history, "compare": _args_compare}
+        "store": _args_store, "history": _args_history, "compare": _args_compare,
+        "comment": _args_comment}
 
 ACTIONS = {
     "summary": ("console summary: counts, failures, 10 slowest, skips (exit 1 if tests failed)",
@@ -111,6 +118,8 @@ ACTIONS = {
                 "dsvm results history --test 'test_volume' --last 20"),
     "compare": ("what changed between two stored runs: new failures, fixes, skips, slower",
                 "dsvm results compare last~1 last"),
+    "comment": ("print the Gerrit comment block of a finished job (Zuul's CI-summary shape), "
+                "for a Jenkins post-build step", "dsvm results comment \"$WORKSPACE\""),
 }
 
 
@@ -274,5 +283,15 @@ def _compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _comment(args: argparse.Namespace) -> int:
+    import os
+
+    from dsvm.compliance import phase
+
+    root = args.job_dir or os.environ.get("WORKSPACE") or os.getcwd()
+    write_output("-", phase.comment_for_job(root, _settings(args), os.environ))
+    return 0
+
+
 HANDLERS = {"summary": _summary, "html": _html, "junit": _junit, "store": _store,
-            "history": _history, "compare": _compare}
+            "history": _history, "compare": _compare, "comment": _comment}

@@ -415,3 +415,24 @@ def comment_block(data: Mapping[str, Any], settings: Any, env: Mapping[str, str]
     job = env.get("JOB_NAME") or env.get("ZUUL_JOB") or str(data.get("profile") or "dsvm")
     url = str(data.get("log_url") or env.get("BUILD_URL") or "")
     return comment.from_report({**data, "log_url": url}, failures, voting=voting, job=job)
+
+
+def comment_for_job(root: str | Path, settings: Any, env: Mapping[str, str]) -> str:
+    """The Gerrit comment block of a finished job directory (its summary.json); UsageError
+    (exit 2) when it is not a job directory or has no summary yet."""
+    from dsvm.compliance.evidence import read_text
+    from dsvm.errors import UsageError
+
+    jd = JobDir.open(root)
+    path = jd.find("summary_json")
+    if path is None:
+        raise UsageError(f"{root} has no summary.json yet (.dsvm/summary.json)",
+                         hint="'dsvm run' writes it when the job ends")
+    try:
+        data = json.loads(read_text(path))
+    except ValueError as exc:
+        raise UsageError(f"{jd.shown(path)} is not JSON: {exc}") from exc
+    if not isinstance(data, dict) or "verdict" not in data:
+        raise UsageError(f"{jd.shown(path)} is not a dsvm run summary (no verdict)")
+    data.setdefault("change", {})
+    return comment_block(data, settings, env)

@@ -106,6 +106,32 @@ def test_cli_exit_2_naming_the_recorded_profile_it_cannot_load(tmp_path, capsys)
     assert code == 2 and "the job's profile 'sanco'" in err and "--profile" in err
 
 
+def test_results_comment_prints_the_block_gerrit_shows(tmp_path, capsys, monkeypatch) -> None:
+    from tests.unit.test_compliance import gerrit_parse
+
+    root = build_job(tmp_path / "job", JobSpec(verdict="FAILURE", failing_test=True))
+    monkeypatch.setenv("JOB_NAME", "dsvm-tempest-sanco")
+    monkeypatch.setenv("ZUUL_VOTING", "0")
+    code = run_cli("--profile", profile_file(tmp_path), "results", "comment", str(root))
+    out = capsys.readouterr().out
+    assert code == 0
+    assert out.startswith("Build failed (check pipeline).\n\n- dsvm-tempest-sanco "
+                          "https://logs.example.org/42/4242/3/ : FAILURE in 40m 00s "
+                          "(non-voting)\n")
+    parsed = gerrit_parse("SanCo CI", out)
+    assert parsed["status"] == "failed" and parsed["results"][0]["job"] == "dsvm-tempest-sanco"
+    assert "* tempest.api.volume.test_volumes_actions.VolumesActionsTest.test_volume_upload" \
+        in out and "`recheck` or `run-SanCo CI`" in out
+
+
+def test_results_comment_exit_2_without_a_summary(tmp_path, capsys) -> None:
+    root = build_job(tmp_path / "job")
+    (root / "logs/dsvm/summary.json").unlink()
+    code = run_cli("--no-color", "--profile", profile_file(tmp_path), "results", "comment",
+                   str(root))
+    assert code == 2 and "no summary.json" in capsys.readouterr().err
+
+
 # -- inventory hooks, leaks and cleanup -----------------------------------------------------
 def _job(tmp_path: Path, spec: JobSpec, hooks: list[inventory.Hooks], db_url: str) -> phase.Job:
     root = build_job(tmp_path / "job", spec)
