@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from dsvm import proc
+from dsvm import fsutil, proc
 from dsvm.compliance import backends as backends_mod
 from dsvm.compliance import checks, inventory, signatures
 from dsvm.compliance.evidence import JobDir
@@ -46,7 +46,7 @@ class Job:
 
 def job_of(settings: Any, env: Mapping[str, str], root: Path) -> Job:
     """The Job of ``settings``/``env`` for the job directory ``root``."""
-    from dsvm.results import known
+    from dsvm.results import db, known
 
     raw = [b for b in settings.get("cinder.backends") or [] if isinstance(b, Mapping)]
     secret_opts = {str(o) for b in raw for o in b.get("secret_options") or []}
@@ -58,20 +58,8 @@ def job_of(settings: Any, env: Mapping[str, str], root: Path) -> Job:
     key = {"job_name": name} if name else {"profile": str(settings.profile)}
     return Job(root, str(settings.get("paths.base") or "/opt/stack"),
                Path(settings.get("node.root") or "/"), policy, hooks,
-               _db_url(settings, env), key, tuple(settings.secret_values()),
-               known.parse(settings.get(known.KEY) or []))
-
-
-def _db_url(settings: Any, env: Mapping[str, str]) -> str:
-    """The results database URL, from its one owner (moving from results.phase to db)."""
-    from dsvm.results import db
-
-    url_for = getattr(db, "url_for", None)
-    if url_for is not None:
-        return str(url_for(settings, env))
-    from dsvm.results import phase as results_phase
-
-    return str(results_phase.db_url(settings, env))  # type: ignore[attr-defined]
+               db.url_for(settings, env), key, tuple(settings.secret_values()),
+               known.from_settings(settings))
 
 
 def _state_dir(job: Job) -> Path:
@@ -207,9 +195,7 @@ def _line(data: Any) -> Any:
 
 def _write(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    fsutil.write_atomic(path, json.dumps(data, indent=2, default=str) + "\n")
 
 
 # -- history and signatures in the results database -----------------------------------------
@@ -392,13 +378,10 @@ def _rerender_html(ctx: Any, data: Mapping[str, Any]) -> None:
     target, src = results.get("html"), results.get("subunit")
     if not target or not src or not Path(str(src)).is_file():
         return
-    page = html.render(stream.read(str(src)), known.parse(ctx.settings.get(known.KEY) or []),
+    page = html.render(stream.read(str(src)), known.from_settings(ctx.settings),
                        history_link="history.html" if results.get("history") else None,
                        compliance=data)
-    path = Path(str(target))
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
+    fsutil.write_atomic(Path(str(target)), page)
 
 
 def comment_block(data: Mapping[str, Any], settings: Any, env: Mapping[str, str]) -> str:
