@@ -3,7 +3,7 @@ between them, and a cleanup that removes only those.
 
 A backend's ``inventory`` hook (``cinder.backends[*].inventory``, an argv) prints the array's
 objects as JSON: a list, or ``{"objects": [...]}``, of ``{"name": ..., "size": ..., "kind":
-...}`` (``size`` in bytes; other keys are kept). A *leak* is an object that was not there before
+...}`` (``size`` in bytes, or ``size_gb``; other keys are kept). A *leak* is an object that was not there before
 the job, is still there after Tempest, and was created by this job's Cinder (its name or id
 carries the id of a volume this job's c-vol log created) — an object another job made on the
 same array meanwhile is reported as foreign and never touched. ``cleanup`` (an argv) is called
@@ -97,12 +97,19 @@ def parse(text: str, shown: str) -> tuple[ArrayObject, ...]:
             item = {"name": item}
         if not isinstance(item, Mapping) or not item.get("name"):
             raise HookError(f"{shown}: object {i} has no name")
-        size = item.get("size")
-        out.append(ArrayObject(str(item["name"]), int(size) if isinstance(size, int | float)
-                               else None, str(item.get("kind") or ""),
+        out.append(ArrayObject(str(item["name"]), _size(item), str(item.get("kind") or ""),
                                {k: v for k, v in item.items() if k not in ("name", "size",
                                                                            "kind")}))
     return tuple(out)
+
+
+def _size(item: Mapping[str, Any]) -> int | None:
+    """Bytes, from ``size`` (bytes) or ``size_gb`` (GiB, as Cinder counts)."""
+    for key, factor in (("size", 1), ("size_gb", 1 << 30)):
+        value = item.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return int(value * factor)
+    return None
 
 
 @dataclass(frozen=True)

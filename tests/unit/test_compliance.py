@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 
@@ -197,6 +198,12 @@ def test_inventory_output_that_is_not_json_names_the_hook() -> None:
                            '"kind": "volume", "pool": "tempest"}, "snap-y"]}', "h")
     assert objs[0].size == 1 << 30 and objs[0].extra == {"pool": "tempest"}
     assert objs[1].name == "snap-y"
+    # FlashFleet's own inventory (scripts/minicloud): GiB, pools, allocation
+    ff = inventory.parse(json.dumps({"array": "ff-1", "pools": [{"name": "tempest"}],
+                                     "objects": [{"name": f"volume-{VOL_A}", "pool": "tempest",
+                                                  "kind": "volume", "size_gb": 1,
+                                                  "allocated_bytes": 0}]}), "h")
+    assert ff[0].size == 1 << 30 and ff[0].extra["pool"] == "tempest"
 
 
 def test_leaks_are_this_jobs_objects_with_the_test_that_made_them(tmp_path) -> None:
