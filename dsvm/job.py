@@ -38,6 +38,8 @@ from dsvm.errors import (
     DsvmError,
     Problem,
     UsageError,
+    exit_line,
+    failure_from,
 )
 from dsvm.phase import PHASES, JobContext, PhaseResult
 
@@ -403,7 +405,7 @@ def _next(step: Step, ctx: JobContext, guard: Guard, failed: Record | None,
 def _execute(step: Step, ctx: JobContext, guard: Guard) -> Record:
     rec = Record(step.name, started=_now())
     t0 = time.monotonic()
-    ctx.ui.info(f"==> {step.name}" + (f" ({step.why})" if step.why else ""))
+    ctx.ui.phase_started(step.name, step.why)
     try:
         result = _run_hooks(step, ctx) if step.kind == "hook" else _run_module(step, ctx)
         rec.exit_code, rec.outputs, rec.summary = result.exit_code, result.outputs, \
@@ -432,8 +434,7 @@ def _execute(step: Step, ctx: JobContext, guard: Guard) -> Record:
         rec.status = "timed out"
     rec.log = rec.log or _log_of(step.name, rec.outputs, ctx)
     ctx.outputs[step.name] = rec.outputs
-    ctx.ui.info(f"<== {step.name} {rec.status} after {rec.seconds:.1f}s"
-                + (f": {rec.summary}" if rec.summary else ""))
+    ctx.ui.phase_ended(step.name, rec.status, rec.seconds, rec.summary)
     return rec
 
 
@@ -631,23 +632,13 @@ def print_summary(data: Mapping[str, Any], ctx: JobContext, summary_md: Path) ->
     ui.table("dsvm run", ["phase", "time", "verdict", "log"], rows)
     fail = data.get("failure")
     if fail:
-        ui.info(f"{'FAILED' if ui.plain else '✗'} {fail['phase']}: {fail['message']}")
-        for problem in fail.get("problems") or []:
-            ui.info("  " + problem.replace("\n", "\n  "))
-        if not fail.get("first_error"):
-            for key, value in (fail.get("details") or {}).items():
-                ui.info(f"  {key:<15}: {value}")
-        for label in ("devstack_phase", "first_error", "hint", "log"):
-            if fail.get(label):
-                ui.info(f"  {label.replace('_', ' '):<15}: {fail[label]}")
-        for line in fail.get("last_lines") or []:
-            ui.info(f"  | {line}")
+        ui.failure(failure_from(fail), to_stderr=False)
     for line in (data.get("compliance") or {}).get("lines") or []:
         ui.info(line)
     ui.info(f"summary for the review comment: {summary_md}")
     if data["verdict"] == "SUCCESS":
         ui.info("SUCCESSFULLY FINISHED")
-    ui.info(f"dsvm run: exit {data['exit_code']} ({data['meaning']})")
+    ui.info(exit_line(data["exit_code"], "run"))
 
 
 INPUTS = {

@@ -86,20 +86,68 @@ class NodePaths:
     pip_cache: Path
     sudoers_dir: Path
     base: Path
+    cache_root: Path | None = None  # the cache directory; git_cache is <it>/<host> (canonical)
+    layout: str = "name"  # node.cache_layout
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NodePaths:
-        """Resolve the node paths of ``settings`` (``node.root`` prefixes each of them)."""
+        """Resolve the node paths of ``settings`` (``node.root`` prefixes each of them).
+
+        With ``node.cache_layout: canonical`` the repos (and the manifest) live under
+        ``<cache>/<host>``, so a repo's path is ``<cache>/<canonical_name>``.
+        """
         root = Path(settings.get("node.root") or "/")
         cache_dir = settings.get("git.cache") or "/opt/git"
         # An explicit --git-cache/DSVM_GIT_CACHE is a real path; only the default is rebased.
         explicit = settings.origin("git.cache") != "default"
-        return cls(root=root,
-                   git_cache=Path(cache_dir) if explicit else under(root, cache_dir),
+        cache_root = Path(cache_dir) if explicit else under(root, cache_dir)
+        layout = str(settings.get("node.cache_layout") or "name")
+        repos = cache_root / canonical_hostname(settings) if layout == "canonical" \
+            else cache_root
+        return cls(root=root, git_cache=repos, cache_root=cache_root, layout=layout,
                    files_dir=under(root, settings.get("node.files_dir") or "/opt/cache/files"),
                    pip_cache=under(root, "/var/cache/pip"),
                    sudoers_dir=under(root, "/etc/sudoers.d"),
                    base=under(root, settings.get("paths.base") or "/opt/stack"))
+
+
+def canonical_hostname(settings: Settings) -> str:
+    """The host of the canonical cache layout: ``node.canonical_hostname``, else the host of
+    ``git.base``; raise UsageError when there is none or it cannot be a directory name."""
+    from urllib.parse import urlsplit
+
+    from dsvm.zuul import project_problem
+
+    host = str(settings.get("node.canonical_hostname") or "")
+    where = "node.canonical_hostname"
+    if not host:
+        host, where = urlsplit(str(settings.get("git.base") or "")).hostname or "", "git.base"
+    if not host or "/" in host or project_problem(host):
+        raise UsageError(f"node.cache_layout canonical needs the projects' hostname; {where} "
+                         f"gives {host!r}",
+                         hint="set node.canonical_hostname (e.g. opendev.org): repos then live "
+                              "at <cache>/<host>/<org>/<name>")
+    return host
+
+
+def cache_layout(cache_root: Path) -> tuple[str, Path] | None:
+    """The layout the cache under ``cache_root`` has, by where its manifest is: ("name",
+    root) or ("canonical", root/<host>); None when there is no cache there."""
+    if cache.manifest_path(cache_root).is_file():
+        return "name", cache_root
+    try:
+        hosts = sorted(d for d in cache_root.iterdir() if "." in d.name and d.is_dir())
+    except OSError:
+        return None
+    return next((("canonical", d) for d in hosts if cache.manifest_path(d).is_file()), None)
+
+
+def layout_text(layout: str, where: Path) -> str:
+    """How check-node names a layout."""
+    if layout == "canonical":
+        return (f"layout canonical ({where}/<org>/<name>: what Zuul v3's prepare-workspace-git "
+                "seeds from)")
+    return f"layout name ({where}/<org>/<name>)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -576,6 +624,10 @@ def _check_cache(settings: Settings, paths: NodePaths, facts: NodeFacts) -> list
     except InfraError as exc:
         return [Check("git-cache", False, exc.message, fix)]
     if manifest is None:
+        found = cache_layout(paths.cache_root or paths.git_cache)
+        if found is not None:  # a cache with the other layout
+            fix = (f"the cache has the {layout_text(*found)}: set node.cache_layout: "
+                   f"{found[0]}, or run 'dsvm prepare-node' for layout {paths.layout}")
         return [Check("git-cache", False, f"no manifest in {paths.git_cache}", fix),
                 Check("images", False, "no manifest, so no record of cached images", fix)]
     wanted = required_projects(settings)
@@ -584,7 +636,8 @@ def _check_cache(settings: Settings, paths: NodePaths, facts: NodeFacts) -> list
             or (cache.repo_path(paths.git_cache, p) / ".git" / cache.INCOMPLETE_MARK).exists()]
     out = [Check("git-cache", not gone,
                  f"missing or incomplete: {', '.join(gone)}" if gone
-                 else f"{len(wanted)} profile project(s) cached, {len(manifest.repos)} in all",
+                 else f"{len(wanted)} profile project(s) cached, {len(manifest.repos)} in all; "
+                 f"{layout_text(paths.layout, paths.git_cache)}",
                  fix if gone else None)]
     age_h = manifest.age_seconds(facts.now()) / 3600
     limit = int(settings.get("node.cache_max_age_hours") or 0)

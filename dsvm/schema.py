@@ -160,6 +160,13 @@ NODE = {
     "download_attempts": Key("int", 3, "tries per image download"),
     "required_commands": Key("list", ["git", "sudo", "bash", "python3", "rsync"],
                              "commands check-node requires on PATH"),
+    "cache_layout": Key("str", "name", "how the git cache is laid out: name "
+                        "(<cache>/<org>/<name>, devstack-gate's) or canonical "
+                        "(<cache>/<host>/<org>/<name>, what Zuul v3's prepare-workspace-git "
+                        "seeds from); the workspace reads either",
+                        choices=("name", "canonical")),
+    "canonical_hostname": Key("str", "", "the projects' host for the canonical layout "
+                              "(default: the host of git.base, e.g. opendev.org)"),
 }
 
 RESULTS = {

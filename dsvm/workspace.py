@@ -92,16 +92,27 @@ def as_job(job: Job | zuul.Params) -> Job:
 
 def inspect_cache(cache_root: str | os.PathLike[str],
                   projects: Iterable[str]) -> dict[str, CacheFact]:
-    """Return what the cache holds for each valid project name (reads a few files, no git)."""
+    """Return what the cache holds for each valid project name (reads a few files, no git).
+
+    Either layout prepare-node writes is read: ``<cache>/<org>/<name>`` or, when that is
+    missing, ``<cache>/<host>/<org>/<name>`` (Zuul v3's ``/opt/git/<canonical_name>``).
+    """
     from dsvm.git import looks_like_repo
 
     root = Path(cache_root)
     absent = "missing" if root.is_dir() else "no cache"
+    try:
+        hosts = sorted(d for d in root.iterdir() if "." in d.name and d.is_dir()) \
+            if absent == "missing" else []
+    except OSError:
+        hosts = []
     facts = {}
     for name in projects:
         if zuul.project_problem(name):
             continue
         path = root / name
+        if not path.exists():
+            path = next((h / name for h in hosts if (h / name).exists()), path)
         facts[name] = CacheFact(str(path), looks_like_repo(path) if path.exists() else absent)
     return facts
 

@@ -53,16 +53,14 @@ def run(args: argparse.Namespace) -> int:
     import json
     import os
 
-    from dsvm import phase, profile
-    from dsvm.console import Ui
+    from dsvm import console, phase, profile
     from dsvm.logs.phase import run_phase
 
     options = {"logs.compression": args.compression, "logs.jobs": args.jobs}
     settings = profile.resolve(args.profile, os.environ, options)
     ctx = phase.context(settings, os.environ, workspace=args.workspace)
     if args.json:  # human lines to stderr, so stdout is pure JSON
-        ctx.ui = Ui(plain=True, verbose=ctx.ui.verbose, stream=ctx.ui.err_stream,
-                    err_stream=ctx.ui.err_stream)
+        ctx.ui = console.json_mode()
     result = run_phase(ctx, root=args.root, dest=args.dest,
                        publish_logs=True if args.publish else False, log_path=args.log_path)
     if args.json:

@@ -75,17 +75,15 @@ def merged_settings(names: list[str], options: dict[str, Any]) -> Any:
 def run(args: argparse.Namespace) -> int:
     import json
     import signal
-    import sys
     import threading
 
-    from dsvm import cli, console, node, phase
+    from dsvm import console, errors, node, phase
     from dsvm.console import get_ui
 
     if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, cli.terminate_handler)
+        signal.signal(signal.SIGTERM, errors.terminate_handler)
     if args.json:  # stdout carries only the JSON; progress goes to stderr
-        ui = get_ui()
-        console.set_ui(console.Ui(plain=ui.plain, verbose=ui.verbose, stream=sys.stderr))
+        console.json_mode()
     settings = merged_settings(profile_names(args), options_from(args))
     ctx = phase.context(settings)
     ctx.ui = get_ui()

@@ -46,9 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from dsvm.devstack import stack
 
     if args.json:  # stdout carries the JSON alone; the console goes to stderr
-        ui = console.get_ui()
-        console.set_ui(console.Ui(plain=ui.plain, verbose=ui.verbose, stream=ui.err_stream,
-                                  err_stream=ui.err_stream))
+        console.json_mode()
     settings = profile.resolve(args.profile, options={"paths.workspace": args.workspace})
     ctx = phase.context(settings, workspace=args.workspace, zuul_vars=args.zuul_vars,
                         src_root=args.src_root)

@@ -52,14 +52,14 @@ def run(args: argparse.Namespace) -> int:
     import os
     import time
 
-    from dsvm import phase, profile, workspace
+    from dsvm import console, phase, profile, workspace
 
     options = {"git.cache": args.git_cache, "paths.base": args.base, "git.jobs": args.jobs}
     settings = profile.resolve(args.profile, os.environ, options=options)
     ctx = phase.context(settings, os.environ, plan_only=args.plan, zuul_vars=args.zuul_vars,
                         src_root=args.src_root)
     if args.json:
-        ctx.ui = _quiet(ctx.ui)
+        ctx.ui = console.json_mode()  # stdout carries the JSON alone
     started = time.monotonic()
     result = workspace.run_phase(ctx)
     seconds = round(time.monotonic() - started, 3)
@@ -70,14 +70,6 @@ def run(args: argparse.Namespace) -> int:
     elif args.plan:
         _show_plan(ctx.ui, result.outputs)
     return result.exit_code
-
-
-def _quiet(ui: object) -> object:
-    """The same console with tables and progress sent to stderr, so stdout is pure JSON."""
-    from dsvm.console import Ui
-
-    assert isinstance(ui, Ui)
-    return Ui(plain=True, verbose=ui.verbose, stream=ui.err_stream, err_stream=ui.err_stream)
 
 
 def _show_plan(ui: object, data: dict) -> None:

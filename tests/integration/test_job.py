@@ -108,7 +108,7 @@ def test_stack_failure_is_infrastructure_and_logs_still_run(tmp_path: Path,
     assert status["stack"] == "failed" and status["tempest"] == "skipped"
     _assert_logs_attempted(job)
     out = done.stdout
-    assert "FAILED stack: stack.sh failed with exit 1 in 'Starting Cinder'" in out
+    assert "ERROR: stack failed: stack.sh failed with exit 1 in 'Starting Cinder'" in out
     assert "fake failure in phase cinder" in out
     summary = json.loads((job.ws / ".dsvm/summary.json").read_text())
     assert summary["failure"]["kind"] == "infrastructure"
