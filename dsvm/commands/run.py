@@ -88,14 +88,13 @@ def _phase_plans(ctx, the_plan, *, quiet: bool) -> dict:  # type: ignore[no-unty
     import dataclasses
 
     from dsvm import tempest, workspace
-    from dsvm.commands.workspace import _quiet
     from dsvm.devstack import localconf
 
     selected = {s.name for s in the_plan.steps if s.selected}
     out: dict = {}
     if "workspace" in selected:
-        plan_ctx = dataclasses.replace(ctx, plan_only=True,
-                                       ui=_quiet(ctx.ui) if quiet else ctx.ui)
+        # Under --json, ctx.ui is already console.json_mode()'s (stdout carries the JSON).
+        plan_ctx = dataclasses.replace(ctx, plan_only=True)
         result = workspace.run_phase(plan_ctx)
         out["workspace"] = {"projects": result.outputs["projects"],
                             "zuul": result.outputs["zuul"]}
