@@ -31,7 +31,7 @@ _INIT_FAIL = re.compile(r"Failed to initialize driver|Error encountered during i
 _CREATED = re.compile(r"Volume (?P<name>\S+) \((?P<id>[0-9a-f-]{36})\): created successfully")
 _DELETED = re.compile(r"Deleted volume successfully")
 _HOST = re.compile(r"@(?P<backend>[A-Za-z0-9_.-]+?)(?=[#.:,'\s]|$)")
-_UPDATE = re.compile(r"service update from (?P<host>[^@\s:]+)(?:@(?P<backend>[^#:\s]+))?"
+_UPDATE = re.compile(r"service update from\s+(?P<host>[^@\s:]+)(?:@(?P<backend>[^#:\s]+))?"
                      r"(?:#\S+)?: (?P<caps>\{.*)")
 _UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 
@@ -120,16 +120,19 @@ def reported_stats(lines: Iterable[Line]) -> dict[str, tuple[dict[str, str], Lin
 
 def _workers_of(name: str, driver: str, workers: Mapping[str, _Worker],
                 single: bool) -> list[_Worker]:
-    """The workers that ran backend ``name``: by host@name, else by driver class when only
-    one backend uses that class, else the only worker of a one-backend cinder.conf."""
-    by_host = [w for w in workers.values() if name in w.backends]
+    """The workers (processes that started a driver) that ran backend ``name``: those that
+    logged host@name, else those that started its driver class, else the only one of a
+    one-backend cinder.conf. (The parent cinder-volume process logs "host@backend" too, but
+    its child starts the driver: real c-vol logs.)"""
+    started = [w for w in workers.values() if w.driver]
+    by_host = [w for w in started if name in w.backends]
     if by_host:
         return by_host
     cls = driver.rsplit(".", 1)[-1]
-    by_class = [w for w in workers.values() if w.driver and w.driver == cls]
+    by_class = [w for w in started if w.driver == cls]
     if by_class:
         return by_class
-    return list(workers.values()) if single else []
+    return started if single else []
 
 
 def decide(job: JobDir, declared: Iterable[str], *, reference_job: bool = False

@@ -11,7 +11,7 @@ changes the job's own verdict.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -281,15 +281,16 @@ def lines(report: checks.Report, evidence: int = 6) -> list[str]:
     out = [f"compliance: {MARK[report.status]}"]
     for c in report.checks:
         out.append(f"  {MARK[c.status]:<4} {c.id}: {c.rule}")
-        shown = list(c.evidence[:evidence])
-        out += [f"       {e}" for e in shown]
+        out += [f"       {e}" for e in c.evidence[:evidence]]
         if len(c.evidence) > evidence:
             out.append(f"       ... {len(c.evidence) - evidence} more")
     if report.new_signatures:
         since = report.baseline.uuid if report.baseline else "?"
         out.append(f"new in the logs since the last passing run {since}:")
-        for s in report.new_signatures:
+        new, more = _capped(report.new_signatures)
+        for s in new:
             out.append(f"  {s.service}: {s.first.where}: {s.first.text.strip()[:200]}")
+        out += [f"  {svc}: ... {n} more" for svc, n in more.items()]
     for w in report.warnings:
         out.append(f"  warning: {w}")
     return out
@@ -306,9 +307,29 @@ def markdown(report: checks.Report) -> str:
     if report.new_signatures:
         rows += ["", "New in the logs since the last passing run"
                  + (f" ({report.baseline.uuid[:8]})" if report.baseline else "") + ":"]
+        shown, more = _capped(report.new_signatures)
         rows += [f"* {s.service}: `{s.first.where}` {_cell(s.first.text.strip()[:200])}"
-                 for s in report.new_signatures]
+                 for s in shown]
+        rows += [f"* {svc}: ... {n} more (summary.json)" for svc, n in more.items()]
     return "\n".join(rows) + "\n"
+
+
+NEW_PER_SERVICE = 10
+
+
+def _capped(sigs: Iterable[signatures.Signature]
+            ) -> tuple[list[signatures.Signature], dict[str, int]]:
+    """The first NEW_PER_SERVICE new signatures of each service, and how many more."""
+    shown: list[signatures.Signature] = []
+    more: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    for s in sigs:
+        seen[s.service] = seen.get(s.service, 0) + 1
+        if seen[s.service] <= NEW_PER_SERVICE:
+            shown.append(s)
+        else:
+            more[s.service] = more.get(s.service, 0) + 1
+    return shown, more
 
 
 def _cell(text: str) -> str:

@@ -71,9 +71,11 @@ def line_signature(text: str) -> str | None:
     head = _HEAD.match(text)
     if head is None or head["level"] not in LEVELS:
         return None
-    rest = _CONTEXT.sub("", text[head.end():])
+    rest = normalise(_CONTEXT.sub("", text[head.end():]))
+    if not rest:  # the blank lines between chained tracebacks
+        return None
     level = "ERROR" if head["level"] == "TRACE" else head["level"]  # old oslo: TRACE lines
-    return f"{level} {head['logger']} {normalise(rest)}"[:MAX_TEXT]
+    return f"{level} {head['logger']} {rest}"[:MAX_TEXT]
 
 
 def of_lines(service: str, lines: Iterable[Line]) -> list[Signature]:

@@ -44,7 +44,7 @@ def test_compliant_job_passes_every_check_with_its_evidence(tmp_path) -> None:
     assert re.search(r"logs/screen-c-vol.txt.gz:\d+: .*Starting volume driver "
                      r"SanCoISCSIDriver", proof)
     assert re.search(r"screen-c-vol.txt.gz:\d+: .*created successfully", proof)
-    assert "Received volume service update from node-1@sanco-iscsi" in proof
+    assert "Received volume service update from  node-1@sanco-iscsi" in proof
     assert verdict.stats == {"vendor_name": "SanCo", "storage_protocol": "iSCSI",
                              "driver_version": "1.0.0"}
     assert len(verdict.created) == 2 and verdict.deleted == 2
