@@ -15,7 +15,7 @@ from typing import Any
 from dsvm.commands import HELP_FORMAT, add_command, add_json
 
 
-def register(sub: argparse._SubParsersAction, name: str) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> None:
     p = add_command(
         sub, name, help="turn a subunit stream into summary, HTML, JUnit, DB; history",
         description="Read a subunit v2 stream (a path or - for stdin) and produce what "

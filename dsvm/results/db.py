@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -35,6 +35,7 @@ ENV_VAR = "DSVM_RESULTS_DB"
 CRASH_KEY = "dsvm_status"  # test_run_metadata marking a crashed test (stored as 'fail')
 LOCK_ID = 0x64737631  # "dsv1": PostgreSQL advisory lock key / MySQL GET_LOCK name suffix
 CHUNK = 500
+_T = TypeVar("_T")
 
 _PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")  # SQLite: INTEGER PRIMARY KEY
 
@@ -55,7 +56,7 @@ class _Blob(sa.types.TypeDecorator[bytes]):
 
 
 _BLOB = _Blob()
-_INNODB = {"mysql_engine": "InnoDB"}
+_INNODB: dict[str, Any] = {"mysql_engine": "InnoDB"}
 
 metadata = sa.MetaData()
 tests = sa.Table(
@@ -316,6 +317,10 @@ def label(name: str) -> str:
     return name.split(":", 1)[0][:255]
 
 
+# test_runs values: status, start (as the driver takes it), its µs, stop, its µs
+_Times = tuple[str, Any, int | None, Any, int | None]
+
+
 @dataclass
 class _Rows:
     """A run turned into row values once, before the transaction (the lock is held only for
@@ -323,7 +328,7 @@ class _Rows:
 
     names: list[str]  # tests.test_id, first-seen order
     counts: list[tuple[int, int, float]]  # (success?, failure?, duration) per name
-    times: list[tuple]  # test_runs (status, start, start_µs, stop, stop_µs) per name
+    times: list[_Times]  # test_runs (status, start, start_µs, stop, stop_µs) per name
     meta: list[tuple[int, str, str]]  # (name index, key, value) for test_run_metadata
     atts: list[tuple[int, str, bytes]]  # (name index, label, data) for attachments
     passes: int
@@ -340,7 +345,10 @@ def _rows(run: Run, dialect: sa.Dialect) -> _Rows:
         final[base[:256]] = (test, attrs)
     when = _datetime_binder(dialect)
     labels: dict[str, str] = {}
-    counts, times, meta, atts = [], [], [], []
+    counts: list[tuple[int, int, float]] = []
+    times: list[_Times] = []
+    meta: list[tuple[int, str, str]] = []
+    atts: list[tuple[int, str, bytes]] = []
     passes = fails = skips = 0
     for i, (test, attrs) in enumerate(final.values()):
         status = test.status
@@ -355,8 +363,10 @@ def _rows(run: Run, dialect: sa.Dialect) -> _Rows:
         if start is None or stop is None:
             start, stop = utc_naive(start), utc_naive(stop)
             counts.append((ok, bad, 0.0))
-            times.append((status, start and when(start), start and start.microsecond,
-                           stop and when(stop), stop and stop.microsecond))
+            times.append((status, None if start is None else when(start),
+                          None if start is None else start.microsecond,
+                          None if stop is None else when(stop),
+                          None if stop is None else stop.microsecond))
         else:
             if start.tzinfo is not UTC or stop.tzinfo is not UTC:  # subunit's are UTC
                 start, stop = utc_naive(start), utc_naive(stop)
@@ -405,11 +415,12 @@ def store(engine: Engine, run: Run, *, run_uuid: str | None = None,
         ensure_schema(conn)
         if conn.execute(sa.select(runs.c.id).where(runs.c.uuid == run_uuid)).first():
             raise UsageError(f"run {run_uuid} is already in {shown(engine)}")
-        run_id = conn.execute(runs.insert().values(
+        inserted = conn.execute(runs.insert().values(
             uuid=run_uuid, passes=rows.passes, fails=rows.fails, skips=rows.skips,
             run_time=run.test_seconds, artifacts=artifacts,
             run_at=utc_naive(run_at) or datetime.now(UTC).replace(tzinfo=None),
-        )).inserted_primary_key[0]
+        )).inserted_primary_key
+        run_id = int(inserted[0]) if inserted is not None else 0
         _executemany(conn, run_metadata.insert(), ("key", "value", "run_id"),
                      [(k, v, run_id) for k, v in run_meta_rows])
         test_ids = _upsert_tests(conn, rows)
@@ -418,7 +429,7 @@ def store(engine: Engine, run: Run, *, run_uuid: str | None = None,
 
 
 def _executemany(conn: Connection, stmt: sa.Insert | sa.Update, keys: tuple[str, ...],
-                 rows: list[tuple], chunk: int | None = None) -> None:
+                 rows: list[tuple[Any, ...]], chunk: int | None = None) -> None:
     """executemany of value tuples (in ``keys`` order) straight on the driver, inside the
     connection's transaction: SQLAlchemy's per-row parameter handling was most of the store
     time (benchmarks/bench_results.py). Values must already be what the driver takes (see
@@ -427,7 +438,7 @@ def _executemany(conn: Connection, stmt: sa.Insert | sa.Update, keys: tuple[str,
     if not rows:
         return
     compiled = stmt.compile(dialect=conn.dialect, column_keys=list(keys))
-    params: list
+    params: list[Any]
     if compiled.positional:
         order = tuple(compiled.positiontup or ())
         if order != keys:
@@ -440,7 +451,7 @@ def _executemany(conn: Connection, stmt: sa.Insert | sa.Update, keys: tuple[str,
         conn.exec_driver_sql(compiled.string, part)
 
 
-def _chunks(items: list, size: int = CHUNK) -> Iterator[list]:
+def _chunks(items: list[_T], size: int = CHUNK) -> Iterator[list[_T]]:
     for i in range(0, len(items), size):
         yield items[i:i + size]
 
@@ -450,9 +461,9 @@ def _marker(conn: Connection) -> str | None:
     return {"qmark": "?", "format": "%s", "pyformat": "%s"}.get(conn.dialect.paramstyle)
 
 
-def _existing_tests(conn: Connection, names: list[str]) -> dict[str, tuple]:
+def _existing_tests(conn: Connection, names: list[str]) -> dict[str, tuple[Any, ...]]:
     """test_id → (id, success, failure, run_count, run_time) of the ``tests`` rows there."""
-    existing: dict[str, tuple] = {}
+    existing: dict[str, tuple[Any, ...]] = {}
     mark = _marker(conn)
     cols = "test_id, id, success, failure, run_count, run_time"
     for chunk in _chunks(names):
@@ -516,7 +527,7 @@ def _insert_test_runs(conn: Connection, run_id: int, rows: _Rows, test_ids: list
 
 
 # -- reading ---------------------------------------------------------------------------------
-def find_run(conn: Connection, ref: str) -> Mapping[str, Any]:
+def find_run(conn: Connection, ref: str) -> sa.RowMapping:
     """The runs row for a uuid, a numeric id, a unique uuid prefix, or 'last'/'last~N';
     raise UsageError when there is no such run."""
     cols = [runs.c.id, runs.c.uuid, runs.c.run_at, runs.c.passes, runs.c.fails, runs.c.skips,

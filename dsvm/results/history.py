@@ -87,8 +87,7 @@ def fetch(engine: Engine, last: int = 20, test_regex: str | None = None
         db.ensure_schema(conn, create=False)
         rows = conn.execute(sa.select(r.c.id, r.c.uuid, r.c.run_at, r.c.passes, r.c.fails,
                                       r.c.skips).order_by(r.c.run_at.desc(), r.c.id.desc())
-                            .limit(max(1, last))).all()
-        rows.reverse()
+                            .limit(max(1, last))).all()[::-1]
         ids = [row[0] for row in rows]
         meta = db.run_meta(conn, ids)
         results: dict[str, dict[int, str]] = defaultdict(dict)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, overload
 
 from dsvm.errors import UsageError
 from dsvm.results.decoder import PARSER_ID, decode
@@ -290,6 +290,10 @@ def read(path: str | Path) -> Run:
     return parse_bytes(data, str(path))
 
 
+@overload
+def utc_naive(value: datetime) -> datetime: ...
+@overload
+def utc_naive(value: None) -> None: ...
 def utc_naive(value: datetime | None) -> datetime | None:
     """A timestamp as naive UTC (how subunit2sql stores it)."""
     if value is None:

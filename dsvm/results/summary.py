@@ -99,8 +99,8 @@ def summarize(run: Run, known: KnownFailures | None = None, slowest: int = 10) -
     known = known or KnownFailures()
     failures = tuple(
         Failure(t.test_id, t.status, failure_message(t),
-                trim_traceback(t.attachment("traceback").text())
-                if t.attachment("traceback") else "", known.bug_for(t))
+                trim_traceback(tb.text()) if (tb := t.attachment("traceback")) else "",
+                known.bug_for(t))
         for t in run.tests if t.is_failure)
     ranked = sorted((t for t in run.tests if t.status != "skip"), key=lambda t: -t.duration)
     by_reason: dict[str, list[str]] = defaultdict(list)
