@@ -22,8 +22,10 @@ from typing import Any
 
 from dsvm.compliance.backends import uuids
 from dsvm.compliance.evidence import Line
+from dsvm.errors import Problem, UsageError
 
 _REQUEST = re.compile(r"Request \((?P<test>[A-Za-z_]\w*:[A-Za-z_]\w*)\)")
+_REQ_ID = re.compile(r"\breq-[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b")
 LOOKBACK = 400  # tempest.log lines searched above an id for the request that made it
 
 
@@ -46,24 +48,30 @@ class Hooks:
 
 
 def hooks_of(backends: Iterable[Mapping[str, Any]]) -> list[Hooks]:
-    """The backends of the profile that have an inventory hook (raw profile entries)."""
+    """The backends of the profile that have an inventory hook (raw profile entries);
+    UsageError naming every hook that is not an argument list."""
     out = []
-    for raw in backends:
+    problems: list[Problem] = []
+    for i, raw in enumerate(backends):
         if not isinstance(raw, Mapping) or not raw.get("inventory"):
             continue
         name = str(raw.get("name") or "")
         options = raw.get("options") if isinstance(raw.get("options"), Mapping) else {}
         array = str(raw.get("array") or (options or {}).get("san_ip") or name)
-        out.append(Hooks(name, array, _argv(raw.get("inventory")), _argv(raw.get("cleanup"))))
-    return out
-
-
-def _argv(value: Any) -> tuple[str, ...]:
-    if not value:
-        return ()
-    if isinstance(value, str):
-        return (value,)
-    return tuple(str(v) for v in value)
+        argvs = []
+        for key in ("inventory", "cleanup"):
+            value = raw.get(key) or []
+            if not (isinstance(value, list) and all(isinstance(v, str | int | float)
+                                                    for v in value)):
+                problems.append(Problem(f"cinder.backends[{i}].{key}", "must be an argument "
+                                        "list (not a shell line)",
+                                        hint=f"e.g. {key}: [flashfleet-inventory, /srv/ff]"))
+                value = []
+            argvs.append(tuple(str(v) for v in value))
+        out.append(Hooks(name, array, argvs[0], argvs[1]))
+    if problems:
+        raise UsageError("bad inventory hooks in the profile", problems=problems)
+    return [h for h in out if h.inventory]
 
 
 @dataclass(frozen=True)
@@ -191,16 +199,25 @@ def find_leaks(before: Snapshot, after: Snapshot, created: set[str],
 
 
 def creating_test(volume_id: str, tempest_log: Sequence[Line]) -> tuple[str | None, Line | None]:
-    """The test whose request first returned ``volume_id`` (tempest.log's "Request
-    (Class:test)" line above the first mention of the id), and that line."""
+    """The test whose request first returned ``volume_id``, and its tempest.log line.
+
+    The id first shows in a response body, a continuation of the DEBUG record of its request;
+    the INFO "Request (Class:test)" line of that request carries the same request id. With
+    several workers the log interleaves, so the request id decides, not the nearest line."""
     for i, line in enumerate(tempest_log):
         if volume_id not in line.text:
             continue
-        for back in range(i, max(-1, i - LOOKBACK), -1):
+        window = range(i, max(-1, i - LOOKBACK), -1)
+        req = next((m.group() for b in window if (m := _REQ_ID.search(tempest_log[b].text))),
+                   None)
+        nearest: tuple[str | None, Line | None] = (None, line)
+        for back in window:
             m = _REQUEST.search(tempest_log[back].text)
-            if m:
+            if m and (req is None or req in tempest_log[back].text):
                 return m["test"], tempest_log[back]
-        return None, line
+            if m and nearest[0] is None:
+                nearest = (m["test"], tempest_log[back])
+        return nearest
     return None, None
 
 

@@ -298,3 +298,36 @@ def test_a_succeeded_block_without_pipeline_and_the_rules_it_can_break() -> None
                                                 (3600, "1h 00m 00s"), (3723.4, "1h 02m 03s")])
 def test_duration_is_zuuls(seconds: float, shown: str) -> None:
     assert comment.duration(seconds) == shown
+
+
+def test_the_creating_test_is_found_by_request_id_in_an_interleaved_log() -> None:
+    req_a = "req-aaaaaaaa-1111-4222-8333-444455556666"
+    req_b = "req-bbbbbbbb-1111-4222-8333-444455556666"
+    text = [
+        f"2026-12-04 19:26:40.563 101 INFO tempest.lib.common.rest_client [{req_a} {req_a} ] "
+        "Request (VolumesGetTest:test_volume_create_get_delete): 202 POST http://h/v3/volumes",
+        f"2026-12-04 19:26:40.564 101 DEBUG tempest.lib.common.rest_client [{req_a} {req_a} ] "
+        "Request - Headers: {}",
+        # another worker's request lands between ours and our response body
+        f"2026-12-04 19:26:40.565 102 INFO tempest.lib.common.rest_client [{req_b} {req_b} ] "
+        "Request (VolumesListTestJSON:test_volume_list): 200 GET http://h/v3/volumes",
+        f"2026-12-04 19:26:40.566 101 DEBUG tempest.lib.common.rest_client [{req_a} {req_a} ] "
+        "Response - Headers: {}",
+        f'        Body: b\'{{"volume": {{"id": "{VOL_A}"}}}}\'',
+    ]
+    lines = [Line("logs/tempest.txt", i, t) for i, t in enumerate(text, 1)]
+    test, line = inventory.creating_test(VOL_A, lines)
+    assert test == "VolumesGetTest:test_volume_create_get_delete"
+    assert line is not None and line.where == "logs/tempest.txt:1"
+    assert inventory.creating_test(LEAKED, lines) == (None, None)
+
+
+def test_inventory_hooks_must_be_argument_lists() -> None:
+    hooks = inventory.hooks_of([
+        {"name": "sanco-iscsi", "inventory": ["ff-inventory", "/srv/ff"],
+         "options": {"san_ip": "192.0.2.20"}},
+        {"name": "no-hook"}])
+    assert hooks == [inventory.Hooks("sanco-iscsi", "192.0.2.20", ("ff-inventory", "/srv/ff"))]
+    with pytest.raises(UsageError) as err:
+        inventory.hooks_of([{"name": "b", "inventory": "ff-inventory /srv/ff | jq"}])
+    assert err.value.problems[0].where == "cinder.backends[0].inventory"
