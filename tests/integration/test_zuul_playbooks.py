@@ -104,6 +104,14 @@ def test_playbooks_run_the_job_to_the_end_and_return_the_artifacts(tmp_path: Pat
     returned = json.loads((tmp_path / "jobdir/work/results.json").read_text())
     assert [a["url"] for a in returned["zuul"]["artifacts"]] == \
         ["testr_results.html", "summary.md", "junit.xml"]
+    # The results database knows the build by the resolved job (no ZUUL_* was set).
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "results.db") as db:
+        meta = dict(db.execute("SELECT key, value FROM run_metadata").fetchall())
+    assert (meta["zuul_change"], meta["zuul_patchset"], meta["zuul_pipeline"],
+            meta["job_name"], meta["zuul_uuid"]) == ("4242", "1", "check", "dsvm-tempest-acme",
+                                                     executor.build)
     # The secret reached devstack and no log: not Ansible's, not dsvm's, not the published tree.
     assert SECRET in (base / "new/devstack/local.conf").read_text()
     assert SECRET not in logs
