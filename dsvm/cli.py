@@ -13,10 +13,17 @@ import argparse
 import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from dsvm import __version__
-from dsvm.errors import EXIT_INFRA, EXIT_INTERRUPTED, EXIT_TERMINATED, EXIT_USAGE, DsvmError
+from dsvm.errors import (
+    EXIT_INFRA,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
+    DsvmError,
+    Failure,
+    exit_line,
+)
 
 # Command name -> module under dsvm.commands, in the order --help lists them.
 COMMANDS: dict[str, str] = {
@@ -98,8 +105,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.set_ui(console.Ui(
             plain=console.is_plain_environment(os.environ, sys.stdout, args.no_color),
             verbose=args.verbose))
+    return _guarded(lambda: int(args.func(args) or 0), args, lean)
+
+
+def _guarded(command: Callable[[], int], args: argparse.Namespace, lean: bool) -> int:
+    """Run ``command``: the one place where an error becomes an exit code and its report."""
     try:
-        return int(args.func(args) or 0)
+        return command()
     except DsvmError as exc:
         return _report(exc, args, lean)
     except KeyboardInterrupt:
@@ -143,28 +155,16 @@ def _fast_ini(args_list: list[str]) -> int | None:
 
     args = argparse.Namespace(command="ini", verbose="-v" in args_list[:i]
                               or "--verbose" in args_list[:i])
-    try:
-        return ini.main(rest)
-    except DsvmError as exc:
-        return _report(exc, args, True)
-    except KeyboardInterrupt:
-        print("dsvm: interrupted (exit 130)", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:
-        return 0
-    except Exception as exc:  # a bug: same report as every other command
-        return _report_bug(exc, args)
+    return _guarded(lambda: ini.main(rest), args, True)
 
 
 def _report(exc: DsvmError, args: argparse.Namespace, lean: bool) -> int:
     import traceback
 
-    if lean:
-        print(f"dsvm {args.command}: {exc.message}", file=sys.stderr)
-        for problem in exc.problems:
-            print("  " + problem.render(), file=sys.stderr)
-        if exc.hint:
-            print(f"  hint: {exc.hint}", file=sys.stderr)
+    if lean:  # no rich: the same lines, printed plainly
+        failure = Failure.of(exc, args.command)
+        print("\n".join([f"ERROR: {failure.headline()}", *failure.body(),
+                         exit_line(exc.exit_code)]), file=sys.stderr)
         return exc.exit_code
     from dsvm import console
 
@@ -187,11 +187,6 @@ def _report_bug(exc: BaseException, args: argparse.Namespace) -> int:
           file=sys.stderr)
     print(f"dsvm: exit {EXIT_INFRA} (internal error)", file=sys.stderr)
     return EXIT_INFRA
-
-
-def terminate_handler(signum: int, frame: object) -> None:
-    """SIGTERM (a Jenkins abort) becomes an exception the job can clean up after."""
-    raise SystemExit(EXIT_TERMINATED)
 
 
 if __name__ == "__main__":  # pragma: no cover

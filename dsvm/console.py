@@ -19,7 +19,7 @@ from typing import IO, Any, cast
 from rich.console import Console
 from rich.markup import escape
 
-from dsvm.errors import EXIT_MEANINGS, DsvmError
+from dsvm.errors import DsvmError, Failure, exit_line
 
 # At least one line this often while a long step runs, however quiet the step (a clone,
 # stack.sh, tempest, log compression): Jenkins users read a silent log as a hang (pip's
@@ -71,6 +71,7 @@ class Ui:
     heartbeat_seconds: float = HEARTBEAT_SECONDS  # tests shorten it
 
     def __post_init__(self) -> None:
+        self._phases: list[str] = []  # the phases marked open, innermost last
         common: dict[str, Any] = {"highlight": False, "soft_wrap": True}
         if self.plain:
             common.update(no_color=True, force_terminal=False, force_interactive=False,
@@ -118,21 +119,40 @@ class Ui:
         with self._lock:
             self.out.print(table)
 
-    # -- phases -----------------------------------------------------------------------------
+    # -- phases ---------------------------------------------------------------------------
+    def phase_started(self, name: str, what: str = "") -> None:
+        """``==> [HH:MM:SS] phase NAME started[: WHAT]``: the one phase marker format."""
+        self._phases.append(name)
+        self.info(f"==> [{time.strftime('%H:%M:%S')}] phase {name} started"
+                  + (f": {what}" if what else ""))
+
+    def phase_ended(self, name: str, verdict: str, seconds: float, summary: str = "") -> None:
+        """``<== [HH:MM:SS] phase NAME VERDICT after Ns[: SUMMARY]``."""
+        if self._phases and self._phases[-1] == name:
+            self._phases.pop()
+        self.info(f"<== [{time.strftime('%H:%M:%S')}] phase {name} {verdict} "
+                  f"after {seconds:.1f}s" + (f": {summary}" if summary else ""))
+
     @contextmanager
     def phase(self, name: str, what: str = "") -> Iterator[None]:
-        """Mark a phase's start and end (with elapsed seconds and verdict)."""
+        """Mark a phase's start and end (with elapsed seconds and verdict).
+
+        Inside the same phase already marked (``dsvm run`` marks each of its phases), only
+        ``what`` is printed: one marker per phase.
+        """
+        if self._phases and self._phases[-1] == name:
+            if what:
+                self.info(what)
+            yield
+            return
         start = time.monotonic()
-        stamp = time.strftime("%H:%M:%S")
-        self.info(f"==> [{stamp}] phase {name} started" + (f": {what}" if what else ""))
+        self.phase_started(name, what)
         verdict = "failed"
         try:
             yield
             verdict = "ok"
         finally:
-            elapsed = time.monotonic() - start
-            self.info(f"<== [{time.strftime('%H:%M:%S')}] phase {name} {verdict} "
-                      f"after {elapsed:.1f}s")
+            self.phase_ended(name, verdict, time.monotonic() - start)
 
     @contextmanager
     def progress(self, description: str, total: int | None,
@@ -145,27 +165,23 @@ class Ui:
             prog.close()
 
     # -- errors -----------------------------------------------------------------------------
-    def error(self, exc: DsvmError, phase: str | None = None, traceback: str | None = None) -> None:
-        """Render a DsvmError as the last lines an operator reads."""
+    def failure(self, failure: Failure, *, to_stderr: bool = True) -> None:
+        """Print ``failure`` as the last lines an operator reads (``ERROR:``/``✗`` first)."""
         mark = "ERROR:" if self.plain else "[bold red]✗[/]"
-        head = f"{phase} failed: " if phase else ""
-        lines = [f"{mark} {escape(head + exc.message)}"]
-        for problem in exc.problems:
-            lines.extend("  " + escape(line) for line in problem.render().splitlines())
-        for key, value in exc.details.items():
-            lines.append(f"  {key:<8}: {escape(str(value))}")
-        if exc.hint:
-            lines.append(f"  hint    : {escape(exc.hint)}")
-        if exc.log_path:
-            lines.append(f"  log     : {escape(exc.log_path)}")
-        if traceback and self.verbose:
-            lines.append(escape(traceback.rstrip()))
-        meaning = EXIT_MEANINGS.get(exc.exit_code, "")
-        lines.append(f"dsvm: exit {exc.exit_code}" + (f" ({meaning})" if meaning else ""))
+        lines = [f"{mark} {escape(failure.headline())}"]
+        lines += [escape(line) for line in failure.body()]
+        console = self.err if to_stderr else self.out
         with self._lock:
             for line in lines:
-                self.err.print(line)
+                console.print(line)
 
+    def error(self, exc: DsvmError, phase: str | None = None, traceback: str | None = None) -> None:
+        """Render a DsvmError, then (at -v) the traceback and the exit line, on stderr."""
+        self.failure(Failure.of(exc, phase))
+        with self._lock:
+            if traceback and self.verbose:
+                self.err.print(escape(traceback.rstrip()))
+            self.err.print(escape(exit_line(exc.exit_code)))
 
 def duration(seconds: float) -> str:
     """``seconds`` for humans: ``42s``, ``3m05s``, ``1h02m``."""
@@ -326,6 +342,14 @@ def get_ui() -> Ui:
     if _UI is None:
         _UI = Ui(plain=is_plain_environment(os.environ, sys.stdout))
     return _UI
+
+
+def json_mode() -> Ui:
+    """Send the process's console to stderr, so stdout carries a command's ``--json`` alone;
+    return that console (for ``ctx.ui``)."""
+    ui = get_ui()
+    return set_ui(Ui(plain=ui.plain, verbose=ui.verbose, stream=ui.err_stream,
+                     err_stream=ui.err_stream, heartbeat_seconds=ui.heartbeat_seconds))
 
 
 def set_ui(ui: Ui) -> Ui:

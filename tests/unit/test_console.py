@@ -141,3 +141,53 @@ def test_a_progress_without_advances_still_beats_with_its_count_in_a_plain_log()
 def test_duration_for_humans():
     assert [console.duration(s) for s in (0, 42.9, 60, 185, 3725)] == [
         "0s", "42s", "1m00s", "3m05s", "1h02m"]
+
+
+def test_one_phase_marker_format_and_one_marker_per_phase():
+    ui, out = _plain(60)
+    ui.phase_started("logs", "budget 10 min")
+    with ui.phase("logs", "collect into /w/logs"):  # the logs phase marks itself too
+        pass
+    ui.phase_ended("logs", "ok", 1.25, "42 files")
+    with ui.phase("workspace"):
+        pass
+    lines = out.getvalue().splitlines()
+    stamp = r"\[\d\d:\d\d:\d\d\]"
+    assert len(lines) == 5, lines
+    assert re.fullmatch(rf"==> {stamp} phase logs started: budget 10 min", lines[0])
+    assert lines[1] == "collect into /w/logs"
+    assert re.fullmatch(rf"<== {stamp} phase logs ok after 1\.2s: 42 files", lines[2])
+    assert re.fullmatch(rf"==> {stamp} phase workspace started", lines[3])
+    assert re.fullmatch(rf"<== {stamp} phase workspace ok after 0\.0s", lines[4])
+
+
+def test_one_failure_renderer_for_an_error_and_for_the_jobs_failed_phase():
+    from dsvm.errors import Failure, failure_from
+
+    ui, out = _plain(60)
+    ui.failure(failure_from({
+        "phase": "stack", "message": "stack.sh failed with exit 1 in 'Starting Cinder'",
+        "details": {"phase": "Starting Cinder"}, "first_error": "[ERROR] ./stack.sh:12 boom",
+        "devstack_phase": "Starting Cinder", "hint": "the first error is above",
+        "log": "/w/logs/stack.sh.log", "last_lines": ["Error on exit"], "problems": []}),
+        to_stderr=False)
+    assert out.getvalue().splitlines() == [
+        "ERROR: stack failed: stack.sh failed with exit 1 in 'Starting Cinder'",
+        "  devstack phase : Starting Cinder",
+        "  first error    : [ERROR] ./stack.sh:12 boom",
+        "  hint           : the first error is above",
+        "  log            : /w/logs/stack.sh.log",
+        "  | Error on exit"]
+    exc = InfraError("fetch failed", hint="recheck", details={"command": "git fetch"})
+    assert Failure.of(exc, "workspace").body() == ["  command : git fetch",
+                                                   "  hint    : recheck"]
+
+
+def test_json_mode_sends_the_console_to_stderr(monkeypatch):
+    out, err = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(console, "_UI", console.Ui(plain=True, stream=out, err_stream=err))
+    ui = console.json_mode()
+    assert console.get_ui() is ui
+    ui.info("a table row")
+    ui.warn("careful")
+    assert out.getvalue() == "" and "a table row" in err.getvalue() and "careful" in err.getvalue()
