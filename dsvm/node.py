@@ -54,14 +54,14 @@ class NodeFacts:
     now: Callable[[], float] = time.time
 
     @classmethod
-    def real(cls, root: str | os.PathLike = "/") -> NodeFacts:
+    def real(cls, root: str | os.PathLike[str] = "/") -> NodeFacts:
         """The facts of the running machine (under ``root``)."""
         return cls(root=Path(root), euid=os.geteuid(),
                    disk_free=lambda p: shutil.disk_usage(_existing(p)).free,
                    which=shutil.which)
 
 
-def under(root: Path, path: str | os.PathLike) -> Path:
+def under(root: Path, path: str | os.PathLike[str]) -> Path:
     """``path`` (absolute on the node) as seen from here when the node lives at ``root``."""
     p = Path(path)
     if str(root) in ("", "/") or not p.is_absolute():
@@ -295,7 +295,7 @@ def prepare(plan: PreparePlan, runner: proc.Runner, ui: Any,
 
 def passwd_entries(root: Path) -> dict[str, tuple[int, int, str]]:
     """``{user: (uid, gid, home)}`` from ``<root>/etc/passwd``."""
-    out = {}
+    out: dict[str, tuple[int, int, str]] = {}
     try:
         text = (under(root, "/etc/passwd")).read_text()
     except OSError:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from dsvm.commands import add_command, add_json
 
 
-def register(sub: argparse._SubParsersAction, name: str) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> None:
     p = add_command(
         sub, name, help="check projects out from the ZUUL_* environment (or Zuul v3's vars)",
         description="Check every project of the job out under $BASE/new at exactly the "
@@ -72,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
     return result.exit_code
 
 
-def _show_plan(ui: object, data: dict) -> None:
+def _show_plan(ui: object, data: dict[str, Any]) -> None:
     from dsvm.console import Ui
 
     assert isinstance(ui, Ui)
