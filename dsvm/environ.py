@@ -1,24 +1,25 @@
 """devstack-gate / Zuul environment compatibility: environment variables → typed settings.
 
-Every variable of ``spec/devstack-gate.md`` §3 is listed here with its type and default. A
-variable that maps onto a profile key overrides it (precedence: defaults < profile < env <
-options); the typed values of all of them land in ``Settings.gate`` for the phases (local.conf
-rendering reads most of them). Booleans accept devstack-gate's ``1``/``0`` as well as
-``true``/``false``; unknown ``DEVSTACK_GATE_*`` names warn with the closest known name.
+Every variable of ``spec/devstack-gate.md`` §3 is listed here with its type and default.
+``resolve()`` reads them once: the typed values of all of them become the frozen ``Gate`` view
+(``Settings.gate``, which local.conf rendering reads most of), and the variables that map onto
+a profile key become ``Override``s with an ``env VAR`` origin, applied by ``profile.resolve``
+between the profile and the options (defaults < profile < env < options). devstack-gate's
+Tempest selection table is resolved here too, into ``tempest.selection``, so ``dsvm profile
+show`` prints what the run will select and why. Booleans accept devstack-gate's ``1``/``0``
+as well as ``true``/``false``; unknown ``DEVSTACK_GATE_*`` names warn with the closest known
+name. Pure: reads only the mapping it is given.
 """
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
 
 from dsvm.errors import Problem, closest
-
-if TYPE_CHECKING:
-    from dsvm.profile import Settings
 
 
 @dataclass(frozen=True)
@@ -34,11 +35,6 @@ class Var:
 
 def _minutes_from_ms(value: int) -> int:
     return value // 60000
-
-
-def _tempest_concurrency_default() -> int:
-    n = os.cpu_count() or 1
-    return n if n <= 3 else n // 2
 
 
 VARS: dict[str, Var] = {
@@ -66,7 +62,8 @@ VARS: dict[str, Var] = {
     "DEVSTACK_GATE_SETTINGS": Var("str", "", None, "bash file sourced after workspace setup"),
     "GRENADE_PLUGINRC": Var("str", "", None, "appended to grenade's pluginrc"),
     # §3.4 services and pass-through
-    "DEVSTACK_GATE_FEATURE_MATRIX": Var("str", "", None, "feature matrix file"),
+    "DEVSTACK_GATE_FEATURE_MATRIX": Var("str", "", None, "feature matrix file (only "
+                                        "devstack-gate's own: see BUILTIN_MATRIX)"),
     "OVERRIDE_ENABLED_SERVICES": Var("str", "", None, "ENABLED_SERVICES verbatim"),
     "ENABLED_SERVICES": Var("str", "", None, "appended to the matrix result"),
     "DEVSTACK_GATE_NO_SERVICES": Var("bool", False, None, "feature base only"),
@@ -193,12 +190,25 @@ UNSUPPORTED = {
 }
 
 
+# DEVSTACK_GATE_FEATURE_MATRIX values that name devstack-gate's own file: dsvm's built-in grid
+# (dsvm/devstack/matrix.py) is that file, so a job exporting the default still runs.
+BUILTIN_MATRIX = ("roles/test-matrix/files/features.yaml", "features.yaml")
+
+
 def unsupported(env: Mapping[str, str]) -> list[Problem]:
     """Problems for variables that ask for a feature dsvm lacks (ignoring them is unsafe)."""
     out = []
     for name, (why, hint) in UNSUPPORTED.items():
         if env.get(name):
             out.append(Problem(f"env {name}", f"{name}={env[name]!r}: {why}", hint=hint))
+    matrix = env.get("DEVSTACK_GATE_FEATURE_MATRIX", "")
+    if matrix and matrix not in BUILTIN_MATRIX:
+        out.append(Problem("env DEVSTACK_GATE_FEATURE_MATRIX",
+                           f"DEVSTACK_GATE_FEATURE_MATRIX={matrix!r}: dsvm does not read a "
+                           "vendor's own features.yaml (its matrix is devstack-gate's, built in)",
+                           hint="unset it, and add or remove services with "
+                                "devstack.enable_services/disable_services in the profile, "
+                                "ENABLED_SERVICES or OVERRIDE_ENABLED_SERVICES"))
     topology = env.get("DEVSTACK_GATE_TOPOLOGY", "aio")
     if topology not in ("", "aio"):
         out.append(Problem("env DEVSTACK_GATE_TOPOLOGY",
@@ -210,11 +220,6 @@ def unsupported(env: Mapping[str, str]) -> list[Problem]:
 
 TRUE = {"1", "true", "True", "TRUE", "yes", "Yes", "YES", "on"}
 FALSE = {"0", "false", "False", "FALSE", "no", "No", "NO", "off", ""}
-
-
-def is_truthy(value: str | None) -> bool:
-    """devstack-gate's feature-matrix truthiness: anything but unset/empty/0/false."""
-    return value not in (None, "", "0", "false", "False", "FALSE")
 
 
 def parse_value(name: str, var: Var, raw: str) -> tuple[Any, str | None]:
@@ -274,40 +279,123 @@ def uc_name(project: str) -> str:
     return re.sub(r"[^A-Za-z0-9]", "_", short).upper()
 
 
-def apply(settings: Settings, env: Mapping[str, str], problems: list[Problem]) -> dict[str, Any]:
-    """Overlay the environment on ``settings``; return the typed gate values (all VARS).
+@dataclass(frozen=True, eq=False)
+class Gate(Mapping[str, Any]):
+    """The typed devstack-gate environment: every VARS name → its value, frozen.
 
-    Variables that are not set keep their default in the returned dict; only variables that are
-    set override profile keys.
+    A variable that is not set has its default; ``origin()`` says which it is.
     """
-    gate: dict[str, Any] = {}
-    problems.extend(unsupported(env))
+
+    data: Mapping[str, Any] = field(default_factory=dict)
+    given: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "data", MappingProxyType(dict(self.data)))
+
+    def __getitem__(self, name: str) -> Any:
+        return self.data[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def origin(self, name: str) -> str:
+        """``env NAME`` when the job set the variable, else ``default``."""
+        return f"env {name}" if name in self.given else "default"
+
+    def with_values(self, **values: Any) -> Gate:
+        """A copy with some values replaced (as if the job had set them)."""
+        return Gate({**self.data, **values}, self.given | set(values))
+
+
+@dataclass(frozen=True)
+class Override:
+    """A settings key the environment sets: its value, origin (``env VAR``) and why."""
+
+    key: str
+    value: Any
+    origin: str
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What the environment says: the Gate view, the keys it overrides, its problems."""
+
+    gate: Gate
+    overrides: tuple[Override, ...]
+    problems: tuple[Problem, ...]
+
+
+# devstack-gate's Tempest selection, first match wins (spec/devstack-gate.md §6.1, §6.2):
+# (variable, dsvm selection, what devstack-gate ran). NOTESTS stopped before the table.
+TEMPEST_SELECTION: tuple[tuple[str, str, str], ...] = (
+    ("DEVSTACK_GATE_TEMPEST_NOTESTS", "none", "Tempest configured, no test run"),
+    ("DEVSTACK_GATE_TEMPEST_REGEX", "regex", "tox -eall -- REGEX"),
+    ("DEVSTACK_GATE_TEMPEST_ALL_PLUGINS", "all", "tox -eall-plugin"),
+    ("DEVSTACK_GATE_TEMPEST_ALL", "all", "tox -eall -- 'tempest'"),
+    ("DEVSTACK_GATE_TEMPEST_DISABLE_TENANT_ISOLATION", "full-serial", "tox -efull-serial"),
+    ("DEVSTACK_GATE_TEMPEST_FULL", "full", "tox -efull"),
+    ("DEVSTACK_GATE_SMOKE_SERIAL", "smoke-serial", "tox -esmoke-serial"),
+    ("DEVSTACK_GATE_TEMPEST_SCENARIOS", "scenario", "tox -escenario"),
+)
+
+
+def tempest_selection(gate: Gate) -> Override | None:
+    """The ``tempest.selection`` devstack-gate's variables ask for, or None (profile decides)."""
+    for var, chosen, tox in TEMPEST_SELECTION:
+        value = gate.get(var)
+        if value:
+            shown = value if var.endswith("REGEX") else 1
+            return Override("tempest.selection", chosen, f"env {var}",
+                            f"{var}={shown} (devstack-gate: {tox})")
+    return None
+
+
+def resolve(env: Mapping[str, str], current: Mapping[str, Any]) -> Resolved:
+    """Read the environment once: the Gate view and the settings keys it overrides.
+
+    ``current`` holds the values resolved so far (defaults and profile), for the overrides
+    computed from them (DEVSTACK_GATE_TIMEOUT plus the buffer).
+    """
+    problems = unsupported(env)
+    values: dict[str, Any] = {}
+    overrides: list[Override] = []
     for name, var in VARS.items():
         raw = env.get(name)
         if raw is None:
-            gate[name] = var.default
+            values[name] = var.default
             continue
         value, err = parse_value(name, var, raw)
         if err:
             problems.append(Problem(f"env {name}", err,
                                     hint="devstack-gate variables take 1/0 for flags"
                                     if var.type == "bool" else None))
-            gate[name] = var.default
+            values[name] = var.default
             continue
-        gate[name] = value
+        values[name] = value
         if var.key and value is not None and not (var.type == "str" and value == ""):
-            settings.set(var.key, var.convert(value) if var.convert else value, f"env {name}")
+            overrides.append(Override(var.key, var.convert(value) if var.convert else value,
+                                      f"env {name}"))
+    given = frozenset(n for n in VARS if n in env)
     # Pre-2016 jobs give DEVSTACK_GATE_TIMEOUT (minutes) without BUILD_TIMEOUT: honour it.
-    if env.get("BUILD_TIMEOUT") is None and gate.get("DEVSTACK_GATE_TIMEOUT"):
-        settings.set("timeout.job_minutes", gate["DEVSTACK_GATE_TIMEOUT"]
-                     + int(settings.get("timeout.buffer_minutes") or 0),
-                     "env DEVSTACK_GATE_TIMEOUT (+ buffer)")
+    if env.get("BUILD_TIMEOUT") is None and values.get("DEVSTACK_GATE_TIMEOUT"):
+        buffer = next((o.value for o in overrides if o.key == "timeout.buffer_minutes"),
+                      current.get("timeout.buffer_minutes"))
+        overrides.append(Override("timeout.job_minutes",
+                                  values["DEVSTACK_GATE_TIMEOUT"] + int(buffer or 0),
+                                  "env DEVSTACK_GATE_TIMEOUT (+ buffer)"))
     # Job-template convention (spec §3.1): BRANCH_OVERRIDE → OVERRIDE_ZUUL_BRANCH.
-    if gate.get("BRANCH_OVERRIDE") and gate["BRANCH_OVERRIDE"] != "default" \
-            and not gate.get("OVERRIDE_ZUUL_BRANCH"):
-        gate["OVERRIDE_ZUUL_BRANCH"] = gate["BRANCH_OVERRIDE"]
-    if gate.get("TEMPEST_CONCURRENCY") is not None and gate["TEMPEST_CONCURRENCY"] < 1:
+    if values.get("BRANCH_OVERRIDE") and values["BRANCH_OVERRIDE"] != "default" \
+            and not values.get("OVERRIDE_ZUUL_BRANCH"):
+        values["OVERRIDE_ZUUL_BRANCH"] = values["BRANCH_OVERRIDE"]
+    if values.get("TEMPEST_CONCURRENCY") is not None and values["TEMPEST_CONCURRENCY"] < 1:
         problems.append(Problem("env TEMPEST_CONCURRENCY",
-                                f"must be at least 1, got {gate['TEMPEST_CONCURRENCY']}"))
-    gate["_tempest_concurrency_default"] = _tempest_concurrency_default()
-    return gate
+                                f"must be at least 1, got {values['TEMPEST_CONCURRENCY']}"))
+    gate = Gate(values, given)
+    selection = tempest_selection(gate)
+    if selection is not None:
+        overrides.append(selection)
+    return Resolved(gate, tuple(overrides), tuple(problems))

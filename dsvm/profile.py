@@ -8,17 +8,20 @@ reads files; nothing here writes anything.
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
-from dsvm import schema
+from dsvm import environ, schema
 from dsvm.errors import Problem, ProfileError, closest
+
+V = TypeVar("V")
 
 SHIPPED_DIR = Path(__file__).resolve().parent.parent / "profiles"
 PACKAGED_DIR = Path(__file__).resolve().parent / "profiles"
@@ -253,22 +256,28 @@ def validate(loaded: Loaded) -> list[Problem]:
 
 @dataclass(frozen=True)
 class Value:
-    """A resolved setting and where it came from."""
+    """A resolved setting, where it came from, and (when that says more) why."""
 
     value: Any
     origin: str
+    why: str = ""
 
 
 @dataclass
 class Settings:
-    """Every dotted key resolved (defaults < profile < env < options), with provenance."""
+    """Every dotted key resolved (defaults < profile < env < options), with provenance.
+
+    The phases read typed, frozen views of it (``settings.git``, ``settings.tempest``, ...,
+    built from ``schema.py``) and the typed devstack-gate environment (``settings.gate``).
+    """
 
     profile: str
     chain: list[Path] = field(default_factory=list)
     values: dict[str, Value] = field(default_factory=dict)
-    gate: dict[str, Any] = field(default_factory=dict)  # typed DEVSTACK_GATE_* and friends
+    gate: environ.Gate = field(default_factory=environ.Gate)
     env: dict[str, str] = field(default_factory=dict)
     loaded: dict[str, Loaded] = field(default_factory=dict)
+    _views: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     def get(self, dotted: str, default: Any = None) -> Any:
         """Return the value of ``section.name`` (or a top-level key)."""
@@ -280,27 +289,84 @@ class Settings:
         v = self.values.get(dotted)
         return v.origin if v else "unset"
 
+    def why(self, dotted: str) -> str:
+        """One line saying why ``dotted`` has its value (for --plan and the run's log)."""
+        v = self.values.get(dotted)
+        if v is None:
+            return f"{dotted} is unset"
+        return v.why or f"{dotted} = {v.value} ({v.origin})"
+
     def section(self, name: str) -> dict[str, Any]:
         """Return one section as a plain dict of resolved values."""
         prefix = name + "."
         return {k[len(prefix):]: v.value for k, v in self.values.items() if k.startswith(prefix)}
 
-    def set(self, dotted: str, value: Any, origin: str) -> None:
-        self.values[dotted] = Value(value, origin)
+    def set(self, dotted: str, value: Any, origin: str, why: str = "") -> None:
+        self.values[dotted] = Value(value, origin, why)
+        self._views.clear()
 
-    def secret_values(self) -> set[str]:
+    def _view(self, section: str, cls: type[V]) -> V:
+        if section not in self._views:
+            self._views[section] = schema.view(cls, section, self.get)
+        return self._views[section]  # type: ignore[no-any-return]
+
+    @property
+    def top(self) -> schema.Top:
+        return self._view("", schema.Top)
+
+    @property
+    def git(self) -> schema.Git:
+        return self._view("git", schema.Git)
+
+    @property
+    def paths(self) -> schema.Paths:
+        return self._view("paths", schema.Paths)
+
+    @property
+    def devstack(self) -> schema.Devstack:
+        return self._view("devstack", schema.Devstack)
+
+    @property
+    def cinder(self) -> schema.Cinder:
+        return self._view("cinder", schema.Cinder)
+
+    @property
+    def tempest(self) -> schema.Tempest:
+        return self._view("tempest", schema.Tempest)
+
+    @property
+    def timeout(self) -> schema.Timeout:
+        return self._view("timeout", schema.Timeout)
+
+    @property
+    def hooks(self) -> schema.Hooks:
+        return self._view("hooks", schema.Hooks)
+
+    @property
+    def logs(self) -> schema.Logs:
+        return self._view("logs", schema.Logs)
+
+    @property
+    def node(self) -> schema.Node:
+        return self._view("node", schema.Node)
+
+    @property
+    def results(self) -> schema.Results:
+        return self._view("results", schema.Results)
+
+    @property
+    def report(self) -> schema.Report:
+        return self._view("report", schema.Report)
+
+    def secret_values(self) -> builtins.set[str]:
         """Every secret value in the settings and secret-named env vars (for redaction)."""
         from dsvm import secrets
 
-        extra = self.get("devstack.secrets") or []
+        extra = list(self.devstack.secrets)
         found = secrets.secret_values({k: v.value for k, v in self.values.items()}, extra)
-        found |= {str(v) for v in self.get("logs.secrets") or [] if v}
+        found |= {v for v in self.logs.secrets if v}
         found |= {v for k, v in self.env.items() if v and secrets.is_secret_name(k, extra)}
         return found
-
-    def location(self, dotted: str) -> str:
-        """file:line of a profile key for error messages (or the origin)."""
-        return self.origin(dotted)
 
     def is_secret(self, dotted: str) -> bool:
         spec = schema.key_spec(dotted)
@@ -310,7 +376,7 @@ class Settings:
         """Stable JSON form: {profile, chain, settings: {key: {value, origin}}}."""
         from dsvm import secrets
 
-        extra = self.get("devstack.secrets") or []
+        extra = list(self.devstack.secrets)
         settings = {}
         for k, v in sorted(self.values.items()):
             shown = "****" if self.is_secret(k) and v.value else secrets.mask_tree(v.value, extra)
@@ -368,8 +434,6 @@ def resolve(name: str | None = None, env: Mapping[str, str] | None = None,
 
     ``options`` maps dotted keys to command-line values (origin ``option``); None is ignored.
     """
-    from dsvm import environ
-
     env = dict(os.environ if env is None else env)
     name = name or env.get("DSVM_PROFILE") or "base"
     chain = _chain(name, env)
@@ -392,7 +456,11 @@ def resolve(name: str | None = None, env: Mapping[str, str] | None = None,
                 for sub, item in value.items():
                     if str(sub) in schema.SECTIONS[top]:
                         _apply(settings, loaded, f"{top}.{sub}", item, env, problems)
-    settings.gate = environ.apply(settings, env, problems)
+    from_env = environ.resolve(env, {k: v.value for k, v in settings.values.items()})
+    problems.extend(from_env.problems)
+    settings.gate = from_env.gate
+    for override in from_env.overrides:
+        settings.set(override.key, override.value, override.origin, override.why)
     for dotted, value in (options or {}).items():
         if value is not None:
             settings.set(dotted, value, f"option {dotted}")

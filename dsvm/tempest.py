@@ -126,51 +126,42 @@ def _builtin(name: str, regex: str = "") -> tuple[Pass, ...] | None:
 
 BUILTIN = ("full", "full-serial", "smoke", "smoke-serial", "scenario", "all", "regex", "none")
 
-# devstack-gate's selection table, first match wins (spec/devstack-gate.md §6.2).
-GATE_TABLE: tuple[tuple[str, str, str], ...] = (
-    ("DEVSTACK_GATE_TEMPEST_REGEX", "regex", "tox -eall -- REGEX"),
-    ("DEVSTACK_GATE_TEMPEST_ALL_PLUGINS", "all", "tox -eall-plugin"),
-    ("DEVSTACK_GATE_TEMPEST_ALL", "all", "tox -eall -- 'tempest'"),
-    ("DEVSTACK_GATE_TEMPEST_DISABLE_TENANT_ISOLATION", "full-serial", "tox -efull-serial"),
-    ("DEVSTACK_GATE_TEMPEST_FULL", "full", "tox -efull"),
-    ("DEVSTACK_GATE_SMOKE_SERIAL", "smoke-serial", "tox -esmoke-serial"),
-    ("DEVSTACK_GATE_TEMPEST_SCENARIOS", "scenario", "tox -escenario"),
-)
-
 
 def _choose(settings: Settings) -> tuple[str, str]:
-    """Return (selection name, why): an option wins, then devstack-gate's variables, then
-    the profile."""
-    name = str(settings.get("tempest.selection") or "full")
-    origin = settings.origin("tempest.selection")
-    if origin.startswith("option"):
-        return name, f"{origin}"
-    gate = settings.gate
-    for var, chosen, tox in GATE_TABLE:
-        if gate.get(var):
-            return chosen, f"{var}={gate[var] if var.endswith('REGEX') else 1} " \
-                           f"(devstack-gate: {tox})"
-    return name, f"tempest.selection = {name} ({origin})"
+    """Return (selection name, why), as resolved: profile < devstack-gate's variables
+    (``environ.TEMPEST_SELECTION``) < option."""
+    return settings.tempest.selection, settings.why("tempest.selection")
+
+
+def plan(ctx: JobContext) -> Selection:
+    """The Selection the phase will run (``dsvm run --plan`` and ``run_phase`` both call this);
+    no pass at all when Tempest is disabled."""
+    settings = ctx.settings
+    if not settings.tempest.enabled:
+        return Selection(name="none", passes=(),
+                         why=f"tempest.enabled is false ({settings.origin('tempest.enabled')})")
+    return select(settings, read_lists(settings))
 
 
 def select(settings: Settings, lists: Mapping[str, str] | None = None,
-           cpus: int = 1) -> Selection:
+           cpus: int | None = None) -> Selection:
     """Return the Selection the settings ask for; raise UsageError listing every problem.
 
     ``lists`` holds the text of the include/exclude files named in the settings (read by
-    ``read_lists``); ``cpus`` is the default concurrency. Reads no disk, clock or environment.
+    ``read_lists``); ``cpus`` is the default concurrency (None: this node's CPUs). Reads no
+    disk, clock or environment.
     """
     lists = lists or {}
+    t = settings.tempest
     problems: list[Problem] = []
     notes: list[str] = []
     name, why = _choose(settings)
-    regex = str(settings.get("tempest.regex") or "").strip()
-    named = settings.get("tempest.selections") or {}
+    regex = t.regex.strip()
+    named = t.selections or {}
     include = _inline_regexes(settings, "tempest.include", problems)
-    include += _file_regexes(settings.get("tempest.include_file"), lists, problems)
-    exclude = _exclusions(settings.get("tempest.exclude") or [],
-                          settings.origin("tempest.exclude"), problems)
-    exclude += _file_exclusions(settings.get("tempest.exclude_file"), lists, problems)
+    include += _file_regexes(t.include_file, lists, problems)
+    exclude = _exclusions(list(t.exclude), settings.origin("tempest.exclude"), problems)
+    exclude += _file_exclusions(t.exclude_file, lists, problems)
     if name == "none":
         passes: tuple[Pass, ...] = ()
     elif name in BUILTIN:
@@ -203,9 +194,8 @@ def select(settings: Settings, lists: Mapping[str, str] | None = None,
     for p in passes:
         for rx in p.include:
             _check_regex(rx, f"selection {name} ({p.name})", problems)
-    concurrency = _concurrency(settings, cpus, problems)
-    serial = bool(settings.get("tempest.serial"))
-    if serial:
+    workers = concurrency(settings, cpus, problems)
+    if t.serial:
         passes = tuple(Pass(p.name, p.include, True) for p in passes)
     if problems:
         raise UsageError(f"the Tempest selection has {len(problems)} problem"
@@ -213,19 +203,27 @@ def select(settings: Settings, lists: Mapping[str, str] | None = None,
                          hint="fix the inputs named above ('dsvm profile show' prints where "
                               "each value came from)")
     return Selection(name=name, why=why, passes=passes, exclude=tuple(exclude),
-                     concurrency=1 if serial else concurrency,
-                     test_timeout=int(settings.get("tempest.test_timeout") or 0),
+                     concurrency=1 if t.serial else workers, test_timeout=t.test_timeout,
                      notes=tuple(notes))
 
 
-def _concurrency(settings: Settings, cpus: int, problems: list[Problem]) -> int:
-    value = settings.get("tempest.concurrency")
-    origin = settings.origin("tempest.concurrency")
-    if value is None or (value == 0 and origin == "default"):
-        return max(1, cpus)
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        problems.append(Problem(origin, f"concurrency must be a positive number, got {value!r}",
-                                hint="leave tempest.concurrency unset for one worker per CPU"))
+def concurrency(settings: Settings, cpus: int | None = None,
+                problems: list[Problem] | None = None) -> int:
+    """The stestr workers: tempest.concurrency (TEMPEST_CONCURRENCY), else one per CPU.
+
+    The one place this is decided (``--plan`` and the run both come here). devstack-gate
+    defaulted to half the CPUs above 3; dsvm gives Tempest every CPU (docs/tempest.md).
+    """
+    value = settings.tempest.concurrency
+    unset = settings.get("tempest.concurrency") is None  # a profile's explicit null
+    if unset or value == 0 and settings.origin("tempest.concurrency") == "default":
+        return max(1, (os.cpu_count() or 1) if cpus is None else cpus)
+    if value < 1:
+        if problems is not None:
+            problems.append(Problem(settings.origin("tempest.concurrency"),
+                                    f"concurrency must be a positive number, got {value!r}",
+                                    hint="leave tempest.concurrency unset for one worker per "
+                                         "CPU"))
         return 1
     return value
 
@@ -649,12 +647,7 @@ def run_phase(ctx: JobContext) -> PhaseResult:
     BudgetExpiredError (124) when the budget runs out (the partial stream is kept).
     """
     settings = ctx.settings
-    if not settings.get("tempest.enabled") or settings.gate.get("DEVSTACK_GATE_TEMPEST_NOTESTS"):
-        why = "DEVSTACK_GATE_TEMPEST_NOTESTS=1" if settings.gate.get(
-            "DEVSTACK_GATE_TEMPEST_NOTESTS") else f"tempest.enabled is false " \
-                                                  f"({settings.origin('tempest.enabled')})"
-        return PhaseResult(PHASE, EXIT_OK, {}, f"skipped: {why}")
-    selection = select(settings, read_lists(settings), cpus=os.cpu_count() or 1)
+    selection = plan(ctx)
     if not selection.passes:
         return PhaseResult(PHASE, EXIT_OK, {}, f"skipped: selection 'none' ({selection.why})")
     co = checkout(ctx)
@@ -668,7 +661,7 @@ def run_phase(ctx: JobContext) -> PhaseResult:
                                "selection": selection.as_json(), "failures": failures}
     _summary(ctx, selection, result.counts, failures)
     exit_code = EXIT_TESTS_FAILED if result.counts.failures else EXIT_OK
-    if exit_code and settings.get("tempest.rerun_failures"):
+    if exit_code and settings.tempest.rerun_failures:
         rerun = rerun_failed(ctx, failures=failures, co=co, selection=selection)
         outputs.update({"flaky": rerun.outputs["flaky"],
                         "still_failing": rerun.outputs["still_failing"],
@@ -882,8 +875,8 @@ def discover(ctx: JobContext, co: Checkout) -> list[str]:
 
 def list_selected(ctx: JobContext) -> tuple[Selection, Listing]:
     """The selection and the ids it picks from the checkout; UsageError when it picks none."""
-    selection = select(ctx.settings, read_lists(ctx.settings), cpus=os.cpu_count() or 1)
-    co = checkout(ctx)
+    selection = plan(ctx)
+    co = checkout(ctx, listing=True)
     listing = filter_ids(discover(ctx, co), selection)
     if selection.passes and not listing.ids:
         raise UsageError(f"the Tempest selection '{selection.name}' matches no test",

@@ -102,9 +102,7 @@ def _phase_plans(ctx, the_plan, *, quiet: bool) -> dict:  # type: ignore[no-unty
         conf = localconf.render(ctx.settings, job=ctx.job)
         out["configure"] = {"local_conf": conf.masked(), "backends": list(conf.backends)}
     if "tempest" in selected:
-        lists = tempest.read_lists(ctx.settings)
-        cpus = ctx.settings.gate.get("_tempest_concurrency_default") or 1
-        out["tempest"] = tempest.select(ctx.settings, lists, cpus=cpus).as_json()
+        out["tempest"] = tempest.plan(ctx).as_json()
     return out
 
 

@@ -95,3 +95,44 @@ def test_harmless_removed_variables_only_warn():
     s = profile.resolve("base", env={"DEVSTACK_GATE_EXERCISES": "1",
                                      "DEVSTACK_GATE_CLEAN_LOGS": "0"})
     assert s.profile == "base"
+
+
+@pytest.mark.parametrize(("env", "selection", "origin"), [
+    ({"DEVSTACK_GATE_TEMPEST_FULL": "1"}, "full", "env DEVSTACK_GATE_TEMPEST_FULL"),
+    ({"DEVSTACK_GATE_TEMPEST_NOTESTS": "1", "DEVSTACK_GATE_TEMPEST_FULL": "1"}, "none",
+     "env DEVSTACK_GATE_TEMPEST_NOTESTS"),
+    ({"DEVSTACK_GATE_TEMPEST_FULL": "0"}, "volume", "cinder-lvm.yaml"),
+])
+def test_tempest_variables_resolve_into_tempest_selection(env, selection, origin):
+    # The gate table lives in the environment layer: profile show prints what the run does.
+    s = profile.resolve("cinder-lvm", env=env)
+    assert s.tempest.selection == selection
+    assert origin in s.origin("tempest.selection")
+    if env.get("DEVSTACK_GATE_TEMPEST_FULL") == "1" and selection == "full":
+        assert s.why("tempest.selection") == \
+            "DEVSTACK_GATE_TEMPEST_FULL=1 (devstack-gate: tox -efull)"
+
+
+def test_gate_view_is_frozen_with_origins():
+    s = profile.resolve("base", env={"DEVSTACK_GATE_TEMPEST": "1"})
+    assert s.gate.origin("DEVSTACK_GATE_TEMPEST") == "env DEVSTACK_GATE_TEMPEST"
+    assert s.gate.origin("DEVSTACK_GATE_CEPH") == "default"
+    assert set(s.gate) == set(environ.VARS)  # no hidden keys
+    with pytest.raises(TypeError):
+        s.gate.data["DEVSTACK_GATE_CEPH"] = True  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("value", "refused"), [
+    ("/etc/vendor/features.yaml", True),
+    ("roles/test-matrix/files/features.yaml", False),  # devstack-gate's own: built in
+    ("", False),
+])
+def test_feature_matrix_of_a_vendor_is_refused(value, refused):
+    env = {"DEVSTACK_GATE_FEATURE_MATRIX": value}
+    if not refused:
+        assert profile.resolve("base", env=env).profile == "base"
+        return
+    with pytest.raises(ProfileError) as info:
+        profile.resolve("base", env=env)
+    assert info.value.exit_code == 2
+    assert [p.where for p in info.value.problems] == ["env DEVSTACK_GATE_FEATURE_MATRIX"]

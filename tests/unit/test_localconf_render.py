@@ -72,7 +72,7 @@ def gate(tmp_path: Path, **env: str) -> list[str]:
 def unsupported(tmp_path: Path, **gate_values: str):
     """Settings with gate values dsvm's environ refuses (multinode, grenade): render stays pure."""
     settings = resolve(tmp_path, BARE, {})
-    settings.gate.update(gate_values)
+    settings.gate = settings.gate.with_values(**gate_values)
     return settings
 
 

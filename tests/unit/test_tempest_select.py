@@ -273,3 +273,11 @@ def test_trim_partial_leaves_a_complete_stream_alone(tmp_path: Path) -> None:
     path.write_bytes(data)
     assert tempest.trim_partial(path) == len(data)
     assert path.read_bytes() == data
+
+
+@pytest.mark.parametrize(("cpus", "expected"), [(1, 1), (2, 2), (4, 4), (8, 8), (32, 32)])
+def test_default_concurrency_is_every_cpu_not_devstack_gates_half(tmp_path: Path, cpus: int,
+                                                                   expected: int) -> None:
+    settings = make_settings(tmp_path)
+    assert tempest.concurrency(settings, cpus) == expected
+    assert tempest.select(settings, cpus=cpus).concurrency == expected
