@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dsvm.commands.ini import parse_edits
-from dsvm.devstack import ini
+from dsvm.devstack import ini, sed
 from dsvm.errors import UsageError
 
 CINDER = "[DEFAULT]\ndebug = True\n\n[lvmdriver-1]\nvolume_driver = lvm\n"
@@ -65,13 +65,13 @@ def test_echo_is_bash_builtin(args: list[str], printed: str) -> None:
     ("s|[^ \\t]*#[ \\t]*\\(o[ \\t]*=.*$\\)|\\1|", "  # o = 1\n", "  o = 1\n"),
 ])
 def test_sed_model(script: str, text: str, out: str) -> None:
-    assert ini.run_sed(script, text) == out
+    assert sed.run_sed(script, text) == out
 
 
 @pytest.mark.parametrize("script", ["/a", "s/a/b/q", "/a/ x", "{ p", "s/\\(a/b/", "/a/b/c/ p"])
 def test_sed_rejects_what_gnu_sed_rejects(script: str) -> None:
-    with pytest.raises(ini.SedError):
-        ini.run_sed(script, "a\n")
+    with pytest.raises(sed.SedError):
+        sed.run_sed(script, "a\n")
 
 
 def test_session_batch_writes_each_file_once(tmp_path: Path) -> None:
