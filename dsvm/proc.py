@@ -26,8 +26,7 @@ if TYPE_CHECKING:
     import subprocess
 
 from dsvm.errors import EXIT_TIMEOUT, BudgetExpiredError, InfraError, UsageError
-
-MASK = "****"
+from dsvm.secrets import MASK, redact
 
 
 class Secret(str):
@@ -61,10 +60,8 @@ def _reveal(argv: Sequence[Arg]) -> list[str]:
 
 
 def redact_text(text: str, secrets: Iterable[str]) -> str:
-    """Replace every non-empty secret value in ``text`` with the mask."""
-    for value in sorted({s for s in secrets if s}, key=len, reverse=True):
-        text = text.replace(value, MASK)
-    return text
+    """``text`` with every secret value masked (``dsvm.secrets.redact``: the one mask)."""
+    return redact(text, secrets)
 
 
 def clean_env(env: Mapping[str, str] | None = None, *, drop_git: bool = True) -> dict[str, str]:

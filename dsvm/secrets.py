@@ -1,27 +1,215 @@
-"""What counts as a secret, and masking it: names (``*password*``, ``san_password``…), values.
+"""What counts as a secret, and the one mask that hides secret values wherever text is shown.
 
-Used wherever settings, local.conf lines, plans or logs are shown, so a secret is never printed.
-Imports nothing heavy.
+Two kinds of knowledge live here:
+
+* **Which options are secret** (ground truth): the oslo.config options the services of a job
+  mark ``secret=True``, from ``dsvm/data/secret_options.json`` (generated from the services'
+  own packages by ``scripts/gen_secret_options.py``, provenance inside). ``SecretOptions``
+  answers "is ``[section] name`` secret?"; devstack's local.conf/openrc variables follow
+  devstack's naming (``*_PASSWORD``, ``SERVICE_TOKEN``). ``is_secret_name`` is the looser
+  name heuristic used to *display* settings and local.conf lines masked.
+* **Masking literal values**: ``refusal`` says why a value is too short or too common to be
+  masked wherever it appears (``8192``, ``service``, ``true``); ``literal_spans`` finds the
+  others where they stand as whole tokens; ``redact`` is the mask for text (the console, phase
+  logs, ``.stackenv``), ``dsvm.logs.redact`` the streamed one for collected files — both on
+  ``literal_spans``.
+
+Imports nothing heavy; the table is read once, on first use.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 MASK = "****"
+TABLE = Path(__file__).resolve().parent / "data" / "secret_options.json"
 
-# Option/variable names whose values are secret (case-insensitive substring match).
+# Option/variable names whose values are secret (case-insensitive substring match), for
+# masking settings and local.conf lines when they are *shown*. Collected logs use the table.
 _SECRET_NAME = re.compile(r"pass(word|wd)?($|_)|secret|token|private_key|api_key|apikey|"
                           r"credential", re.IGNORECASE)
+# devstack's local.conf / openrc secrets: ADMIN_PASSWORD, SERVICE_TOKEN, OS_PASSWORD ...
+_SHELL_SECRET = re.compile(r"(?:^|_)(?:PASSWORD|PASSWD|PASS|TOKEN|SECRET|SECRET_KEY)$")
 
 
 def is_secret_name(name: str, extra: Iterable[str] = ()) -> bool:
-    """True when an option or variable called ``name`` holds a secret."""
+    """True when an option or variable called ``name`` looks like it holds a secret."""
     extra_set = {e.lower() for e in extra}
     return name.lower() in extra_set or bool(_SECRET_NAME.search(name))
 
+
+def is_shell_secret(name: str) -> bool:
+    """True for devstack's secret variables (``ADMIN_PASSWORD``, ``SERVICE_TOKEN``, ...)."""
+    return name.isupper() and bool(_SHELL_SECRET.search(name))
+
+
+# -- ground truth: oslo.config's secret=True options --------------------------------------
+
+@dataclass(frozen=True)
+class SecretOptions:
+    """Option name -> groups where it is secret / explicitly not secret (lower-case names).
+
+    ``is_secret(section, name)``: the table's answer for that group when it names it; a name
+    secret in some group is secret in any group the table does not know (keystoneauth's
+    ``password`` in ``[keystone_authtoken]``, a cinder backend's ``san_password`` in
+    ``[lvmdriver-1]``) but not where upstream defines it as plain (keystone's
+    ``[auth] password`` lists auth plugins). ``extra`` names are secret anywhere.
+    """
+
+    secret: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    not_secret: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    extra: frozenset[str] = frozenset()
+
+    def is_secret(self, section: str | None, name: str) -> bool:
+        key = name.strip().lower().replace("-", "_")
+        if key in self.extra:
+            return True
+        groups = self.secret.get(key)
+        if groups is None:
+            return False
+        group = (section or "").strip().lower()
+        return group in groups or group not in self.not_secret.get(key, frozenset())
+
+    def with_extra(self, names: Iterable[str]) -> SecretOptions:
+        """This table plus ``names`` declared secret by the profile (vendor options)."""
+        more = frozenset(n.strip().lower().replace("-", "_") for n in names if n)
+        return SecretOptions(self.secret, self.not_secret, self.extra | more)
+
+    @property
+    def names(self) -> frozenset[str]:
+        return frozenset(self.secret) | self.extra
+
+
+@lru_cache(maxsize=1)
+def table() -> dict[str, Any]:
+    """The generated table as stored (see scripts/gen_secret_options.py)."""
+    data: dict[str, Any] = json.loads(TABLE.read_text(encoding="utf-8"))
+    return data
+
+
+@lru_cache(maxsize=1)
+def secret_options() -> SecretOptions:
+    """The table of the release dsvm was generated against."""
+    data = table()
+    return SecretOptions(
+        {n: frozenset(g) for n, g in data["secret"].items()},
+        {n: frozenset(g) for n, g in data["not_secret"].items()})
+
+
+# -- literal values: which may be masked everywhere, and where they stand -----------------
+
+MIN_LITERAL = 6
+# Words that fill every OpenStack log: a "secret" equal to one of them would mask the log.
+COMMON_WORDS = frozenset("""
+password passwd secret service services admin administrator default defaults member reader
+public internal private guest stack devstack tempest localhost openstack keystone nova cinder
+glance neutron placement swift heat horizon rabbit rabbitmq mysql postgres postgresql memcache
+memcached volume volumes image images compute network networks project projects domain user
+users token tokens noauth keystoneauth changeme example
+""".split())
+_EMPTY = frozenset({"none", "null", "true", "false", "yes", "no", "on", "off", "<none>", "-",
+                    "''", '""', "[]", "{}"})
+_NUMBER = re.compile(r"[0-9.:_/-]+")
+WORD = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+_SPACE = frozenset(b" \t\n\r\"'=(")
+
+
+def refusal(value: str) -> str:
+    """'' when ``value`` may be masked wherever it stands as a whole token, else why not."""
+    v = value.strip()
+    if not v:
+        return "empty"
+    if "\n" in v:
+        return "spans several lines"
+    if v.lower() in _EMPTY:
+        return "a boolean or null"
+    if v.startswith(("$", "***")) or v == MASK:
+        return "a variable reference or already masked"
+    if _NUMBER.fullmatch(v) and len(v) < 16:
+        return "a number"
+    if v.lower() in COMMON_WORDS:
+        return "a common word"
+    if len(v) < MIN_LITERAL:
+        return f"shorter than {MIN_LITERAL} characters"
+    return ""
+
+
+def usable(values: Iterable[str]) -> tuple[str, ...]:
+    """The values (each line of a multi-line one, stripped) that ``refusal`` accepts."""
+    keep: set[str] = set()
+    for value in values:
+        for part in str(value).splitlines():
+            part = part.strip()
+            if not refusal(part):
+                keep.add(part)
+    return tuple(sorted(keep, key=lambda v: (-len(v), v)))
+
+
+def literal_spans(data: bytes, literals: Sequence[bytes]) -> list[tuple[int, int]]:
+    """Byte ranges of ``data`` where a literal stands as a whole token (not inside a longer
+    word: ``8192`` stays in ``81920``); ``-p<value>`` (mysql's password flag) counts."""
+    found: list[tuple[int, int]] = []
+    n = len(data)
+    for lit in literals:
+        size = len(lit)
+        i = data.find(lit)
+        while i >= 0:
+            end = i + size
+            if (end >= n or data[end] not in WORD) and (
+                    i == 0 or data[i - 1] not in WORD
+                    or (data[i - 2:i] == b"-p" and (i < 3 or data[i - 3] in _SPACE))):
+                found.append((i, end))
+            i = data.find(lit, i + 1)
+    return found
+
+
+def merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Sorted, overlapping or touching spans merged (sorts ``spans`` in place)."""
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def replace(data: bytes, spans: list[tuple[int, int]]) -> bytes:
+    """``data`` with each (merged, sorted) span replaced by the mask."""
+    out = bytearray()
+    pos = 0
+    for start, end in spans:
+        out += data[pos:start]
+        out += MASK_BYTES
+        pos = end
+    out += data[pos:]
+    return bytes(out)
+
+
+MASK_BYTES = MASK.encode()
+
+
+def redact(text: str, values: Iterable[str]) -> str:
+    """``text`` with every usable secret value masked where it stands as a whole token."""
+    literals = [v.encode() for v in usable(values)]
+    if not literals or not text:
+        return text
+    data = text.encode("utf-8", "surrogateescape")
+    spans = literal_spans(data, literals)
+    if not spans:
+        return text
+    return replace(data, merge(spans)).decode("utf-8", "surrogateescape")
+
+
+# -- settings trees -----------------------------------------------------------------------
 
 def mask_tree(value: Any, extra: Iterable[str] = (), _key: str = "") -> Any:
     """Return a copy of ``value`` with every secret-named mapping entry masked."""
@@ -59,10 +247,3 @@ def secret_values(value: Any, extra: Iterable[str] = ()) -> set[str]:
         for v in value:
             found |= secret_values(v, extra)
     return found
-
-
-def redact(text: str, values: Iterable[str]) -> str:
-    """Replace every occurrence of each secret value (longest first) with the mask."""
-    for v in sorted({v for v in values if v and len(v) >= 3}, key=len, reverse=True):
-        text = text.replace(v, MASK)
-    return text

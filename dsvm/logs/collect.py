@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dsvm.logs.redact import Redactor
+from dsvm.logs.redact import Redactor, is_config
 from dsvm.logs.sources import Source, expand_base, stored_name
 from dsvm.logs.store import Stored, Task, init_worker, store, store_in_worker
 
@@ -103,7 +103,7 @@ def inspect(sources: Sequence[Source], *, root: Path | None, base: str,
     for source, on_node in [*((s, True) for s in sources), *((s, False) for s in extra)]:
         shown = expand_base(source.src, base)
         is_rooted = root is not None and on_node
-        real = str(root / shown.lstrip("/")) if is_rooted else shown
+        real = str(root / shown.lstrip("/")) if root is not None and is_rooted else shown
         matches = sorted(glob.glob(glob.escape(os.path.dirname(real)) + "/"
                                    + os.path.basename(real))) if _is_glob(real) else [real]
         matches = [m for m in matches if os.path.lexists(m)]
@@ -175,7 +175,7 @@ def _inspect_path(path: Path, shown: str, rel: str, rename: str, allowed: list[P
             return
         _inspect_dir(target, shown, rel, rename, allowed, root, found, skipped)
     elif stat.S_ISREG(st.st_mode):
-        kind = _kind(target)
+        kind = kind_of(target)
         if kind.startswith("unreadable"):
             skipped.append(Skip(shown, kind))
         else:
@@ -234,7 +234,7 @@ def _aliases(path: Path, names: list[str]) -> dict[str, str]:
     return out
 
 
-def _kind(path: Path) -> str:
+def kind_of(path: Path) -> str:
     """text, gztext (gzip of text), binary, or 'unreadable: why'."""
     try:
         with open(path, "rb") as fh:
@@ -298,7 +298,8 @@ def plan(inventory: Inventory, dest: Path, *, compression: str = "gzip",
         file_cap = cap if cap is not None and f.size > cap and f.kind == "text" else None
         tasks.append(Task(f.path, f.shown, str(dest / rel), rel, mode,
                           compress=mode != "copy" and (compress or mode == "redact-gz"),
-                          cap=file_cap, level=level, engine=engine))
+                          cap=file_cap, level=level, engine=engine,
+                          config=mode != "copy" and is_config(f.shown)))
     return CollectPlan(dest, tuple(tasks), tuple(skipped), inventory.missing, compression,
                        budget, cap)
 

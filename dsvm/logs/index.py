@@ -29,7 +29,8 @@ def write_indexes(dest: Path, title: str = "logs") -> int:
         if "index.html" in filenames and here != dest:
             continue  # a collected page (e.g. stackviz) already indexes this directory
         rel = here.relative_to(dest)
-        rows = [(d + "/", None, here / d) for d in dirnames]
+        rows: list[tuple[str, int | None, Path]] = [(d + "/", None, here / d)
+                                                    for d in dirnames]
         rows += [(f, (here / f).stat().st_size, here / f) for f in sorted(filenames)
                  if f != "index.html" and not fsutil.is_temporary(f)]
         page = render_index(f"{title}/{rel}" if str(rel) != "." else title, rows,
@@ -72,8 +73,10 @@ def human_size(n: float) -> str:
     return f"{n:.1f}G"
 
 
-def manifest(collection: Any, root: Path | None) -> dict[str, Any]:
-    """The stable manifest dict of a Collection (see docs/logs.md)."""
+def manifest(collection: Any, root: Path | None,
+             refused: list[dict[str, str]] | None = None) -> dict[str, Any]:
+    """The stable manifest dict of a Collection (see docs/logs.md); ``refused`` lists the
+    secrets not masked everywhere (where they came from and why; never a value)."""
     p = collection.plan
     files = sorted((s for s in collection.stored if not s.skipped), key=lambda s: s.rel)
     skipped = [{"source": s.source, "reason": s.reason} for s in p.skipped if s.problem]
@@ -102,6 +105,7 @@ def manifest(collection: Any, root: Path | None) -> dict[str, Any]:
         "skipped": skipped,
         "aliases": aliases,
         "missing": list(p.missing),
+        "refused_secrets": list(refused or []),
     }
 
 

@@ -1,61 +1,85 @@
 """Secret redaction for collected logs: which bytes are secret, and replacing them, streamed.
 
-Works on bytes (a log is not always UTF-8 and nothing but the secrets may change) in bounded
-chunks cut at line ends, so a multi-GB log needs a few MB of memory. Python's ``re`` is slow
-on case-insensitive alternations (~5 MB/s), so the patterns run on a lower-cased copy of the
-chunk (``bytes.lower`` keeps offsets). Even literal-led patterns scan at only ~300 MB/s each
-in ``sre``, and there are ten, so each rule's triggers (the literals its matches start with:
-``passw``, ``token`` ...) are found with ``bytes.find`` and the rule is tried, anchored,
-only there; the two rules not led by a trigger run on the lines holding ``password`` or
-``@`` alone (no rule can match across a line end). Both find exactly what a whole-chunk ``finditer``
-finds: tests/unit/test_logs_redact.py checks them against that reference on the fake node.
-This room never prints a secret and never writes anything but the stream it is handed.
+What is secret (and nothing else):
+
+* **by position in a config file** (``ConfigScan``): the value of an oslo.config option that
+  upstream marks ``secret=True`` in that section (``dsvm.secrets.SecretOptions``, generated
+  from the services' packages), devstack's ``*_PASSWORD``/``SERVICE_TOKEN`` variables in
+  local.conf/localrc/openrc, and options the profile declares secret. A URL-valued secret
+  (``connection``, ``transport_url``) keeps its host: only the credentials go.
+* **by form, in any file**: ``scheme://user:PASSWORD@``, ``Authorization``/``X-Auth-Token``
+  (``X-Subject-Token``, ``X-Service-Token``, ``X-Storage-Token``, ``X-Auth-Key``) headers,
+  PEM private key bodies, ``--os-password VALUE`` flags, and ``name = value`` / ``"name":
+  "value"`` where the name ends in ``password``/``secret``/``api_key`` or is a known token
+  name and the table does not say it is plain (keystone's ``[auth] password`` is a list of
+  plugins, ``"identity:change_password"`` a policy rule).
+* **literal values** harvested from the config files and the profile (``Redactor.of``): masked
+  elsewhere only as whole tokens, and only when ``secrets.refusal`` accepts them (never
+  ``8192``, ``true`` or ``service``).
+
+Works on bytes in bounded line-aligned chunks (a multi-GB log needs a few MB). Python's
+``re`` is slow on alternations, so each rule is tried, anchored, only at the offsets where
+``bytes.find`` (memory speed) found one of its trigger literals, on a lower-cased copy of the
+chunk (``bytes.lower`` keeps offsets); rules led by no literal run on the lines holding ``@``
+or ``password`` only (no rule matches across a line end). tests/unit/test_logs_redact.py
+checks that this finds exactly what a whole-chunk scan of every rule finds. This room never
+prints a secret and never writes anything but the stream it is handed.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import BinaryIO
 
-from dsvm.secrets import MASK, is_secret_name
+from dsvm import secrets
+from dsvm.secrets import MASK, SecretOptions, is_shell_secret, literal_spans, merge
 
 MARKER = MASK.encode()
 CHUNK = 1 << 20  # bytes read at a time
 MAX_LINE = 8 << 20  # a "line" longer than this is cut anyway (bounded memory)
-MIN_LITERAL = 4  # shorter literal values would redact ordinary words everywhere
 
 # Values that say "no secret here"; redacting them only hurts readability.
 _EMPTY_VALUES = {b"none", b"null", b"true", b"false", b"<none>", b"''", b'""', b"-"}
+_IDENT = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_.-")
 
 _SEP = rb"[\"']?[ \t]*[:=][ \t]*"
-_VALUE = rb"(?:\"([^\"\n]*)\"|'([^'\n]*)'|([^\s\"',;&}\]\)]+))"
-# name = value, name: value, "name": "value" (the name ends with one of these words).
-# One pattern per literal prefix: sre then skips from prefix to prefix at memory speed.
-_ASSIGN_WORDS = (rb"passw(?:or)?d", rb"secret(?:_key|_access_key)?", rb"token",
-                 rb"api_?key", rb"private_key", rb"credentials?")
-_ASSIGN = [re.compile(w + _SEP + _VALUE) for w in _ASSIGN_WORDS]
+_VALUE = rb"(?:\"([^\"\n]*)\"|'([^'\n]*)'|([^\s\"',;&}\]\)\{\[]+))"
+# The end of a secret-looking name, then a separator and a value (see _assign_span for
+# which names count). One pattern per leading literal: sre then skips at memory speed.
+_ASSIGN_PASSWORD = re.compile(rb"passw(?:or)?d" + _SEP + _VALUE)
+_ASSIGN_ADMINPASS = re.compile(rb"adminpass" + _SEP + _VALUE)  # nova's server response
+_ASSIGN_SECRET = re.compile(rb"secret(?:_key|_access_key)?" + _SEP + _VALUE)
+_ASSIGN_TOKEN = re.compile(rb"token" + _SEP + _VALUE)
+_ASSIGN_APIKEY = re.compile(rb"api_?key" + _SEP + _VALUE)
+ASSIGNS = (_ASSIGN_PASSWORD, _ASSIGN_ADMINPASS, _ASSIGN_SECRET, _ASSIGN_TOKEN, _ASSIGN_APIKEY)
+# Names ending in "token" that hold one (others, like max_token_size, never reach here:
+# the pattern needs the separator right after "token").
+TOKEN_NAMES = frozenset({"token", "auth_token", "admin_token", "access_token", "refresh_token",
+                         "id_token", "os_token", "os_auth_token", "service_token",
+                         "subject_token", "x_auth_token", "api_token", "bearer_token"})
 _AUTH = re.compile(rb"authorization" + _SEP + rb"[\"']?"
                    + rb"(?:(?:basic|bearer|token|digest|negotiate|sharedkey|aws4?-[\w-]+)[ \t]+)?"
                    + rb"([^\s\"',]+)")
-# --os-password VALUE, --san-password VALUE (a command line echoed into a log).
-_FLAG = re.compile(rb"--[a-z0-9_-]*password[ \t]+([^\s\"'-][^\s\"']*)")
+_HEADER = re.compile(rb"x-(?:auth|subject|service|storage)-token" + _SEP + rb"[\"']?"
+                     + rb"([^\s\"',;}]+)")
+_AUTH_KEY = re.compile(rb"x-auth-key" + _SEP + rb"[\"']?([^\s\"',;}]+)")
+# --os-password VALUE, --san-password=VALUE (a command line echoed into a log).
+_FLAG = re.compile(rb"--[a-z0-9_-]*password(?:[ \t]+|=)([^\s\"'-][^\s\"']*)")
 # scheme://user:PASSWORD@host
 _URL = re.compile(rb"://[^\s:/@'\"]*:([^\s@/'\"]+)@")
-# Each rule with its triggers: lower-case literals every match of the rule starts with, so
-# the rule is tried (anchored) only where ``bytes.find`` found one. _FLAG ("--os-password")
-# and _URL ("://user:pw@") run on the lines holding "password" or "@" instead, which is
-# exact because none of these patterns can match a newline (values stop at \s or \n).
+# Each rule with its triggers: lower-case literals every match of the rule starts with.
 PASSW = b"passw"
 ANCHORED: tuple[tuple[re.Pattern[bytes], tuple[bytes, ...]], ...] = (
-    (_ASSIGN[0], (PASSW,)),
-    (_ASSIGN[1], (b"secret",)),
-    (_ASSIGN[2], (b"token",)),
-    (_ASSIGN[3], (b"api_key", b"apikey")),
-    (_ASSIGN[4], (b"private_key",)),
-    (_ASSIGN[5], (b"credential",)),
+    (_ASSIGN_PASSWORD, (PASSW,)),
+    (_ASSIGN_ADMINPASS, (b"adminpass",)),
+    (_ASSIGN_SECRET, (b"secret",)),
+    (_ASSIGN_TOKEN, (b"token",)),
+    (_ASSIGN_APIKEY, (b"api_key", b"apikey")),
     (_AUTH, (b"authorization",)),
+    (_HEADER, (b"x-auth-token", b"x-subject-token", b"x-service-token", b"x-storage-token")),
+    (_AUTH_KEY, (b"x-auth-key",)),
 )
 FLAG_TRIGGER = b"password"  # found among the PASSW offsets (no second scan)
 URL_TRIGGER = b"@"  # _URL runs on the lines holding one: rare in logs, found by memchr
@@ -66,58 +90,104 @@ _KEY_END = re.compile(rb"-----end [a-z0-9 ]*private key-----")
 
 @dataclass(frozen=True)
 class Redactor:
-    """Literal secret values plus the built-in patterns; ``redact`` returns (bytes, count)."""
+    """Literal secret values, the secret-options table, and the built-in forms."""
 
     literals: tuple[bytes, ...] = ()
+    options: SecretOptions = field(default_factory=secrets.secret_options)
 
     @classmethod
-    def of(cls, values: Iterable[str]) -> Redactor:
-        """A redactor for these literal values (too-short and multi-line ones dropped)."""
-        keep = set()
-        for value in values:
-            for part in str(value).splitlines():
-                part = part.strip()
-                if len(part) >= MIN_LITERAL and part != MASK:
-                    keep.add(part.encode())
-        return cls(tuple(sorted(keep, key=lambda v: (-len(v), v))))
+    def of(cls, values: Iterable[str], options: SecretOptions | None = None) -> Redactor:
+        """A redactor for these literal values (those ``secrets.refusal`` refuses dropped)."""
+        return cls(tuple(v.encode() for v in secrets.usable(values)),
+                   options if options is not None else secrets.secret_options())
 
-    def spans(self, chunk: bytes) -> list[tuple[int, int]]:
-        """Byte ranges of ``chunk`` that are secret, merged and sorted."""
-        found: list[tuple[int, int]] = []
-        for lit in self.literals:
-            i = chunk.find(lit)
-            while i >= 0:
-                found.append((i, i + len(lit)))
-                i = chunk.find(lit, i + len(lit))
+    def spans(self, chunk: bytes, assigns: bool = True) -> list[tuple[int, int]]:
+        """Byte ranges of ``chunk`` that are secret, merged and sorted. ``assigns=False``
+        leaves ``name = value`` to a config file's ``ConfigScan`` (which knows sections)."""
+        found = literal_spans(chunk, self.literals)
         low = chunk.lower()
         for rx, triggers in ANCHORED:
+            if not assigns and rx in ASSIGNS:
+                continue
             hits = _offsets(low, triggers[0])
             for other in triggers[1:]:
                 hits = sorted(hits + _offsets(low, other))
-            found.extend(_anchored_spans(rx, low, hits))
-            if rx is _ASSIGN[0]:  # --os-password VALUE: any value, even "none", is replaced
+            found.extend(self._anchored_spans(rx, low, hits))
+            if rx is _ASSIGN_PASSWORD:  # --os-password VALUE: any value, even "none", goes
                 for start, end in _lines(low, (i for i in hits
                                                if low.startswith(FLAG_TRIGGER, i))):
                     found.extend(m.span(1) for m in _FLAG.finditer(low, start, end))
         for start, end in _lines(low, _offsets(low, URL_TRIGGER)):
-            found.extend(_value_spans(_URL, low, start, end))
+            found.extend(self.value_spans(_URL, low, start, end))
         if KEY_TRIGGER in low:
             found.extend(_key_spans(low))
-        return _merge(found)
+        return merge(found)
 
-    def redact(self, chunk: bytes) -> tuple[bytes, int]:
-        """Return ``chunk`` with every secret span replaced by the marker, and the count."""
-        spans = self.spans(chunk)
+    def redact(self, chunk: bytes, config: ConfigScan | None = None) -> tuple[bytes, int]:
+        """``chunk`` with every secret span replaced by the marker, and the count; with
+        ``config`` (a config file's scanner) its secret options' values go too."""
+        spans = self.spans(chunk, assigns=config is None)
+        if config is not None:
+            more = config.spans(chunk)
+            if more:
+                spans = merge(spans + more)
         if not spans:
             return chunk, 0
-        out = bytearray()
-        pos = 0
-        for start, end in spans:
-            out += chunk[pos:start]
-            out += MARKER
-            pos = end
-        out += chunk[pos:]
-        return bytes(out), len(spans)
+        return secrets.replace(chunk, spans), len(spans)
+
+    def _anchored_spans(self, rx: re.Pattern[bytes], low: bytes,
+                        hits: list[int]) -> list[tuple[int, int]]:
+        """What ``value_spans(rx, low)`` finds, trying ``rx`` only at ``hits`` (sorted).
+
+        ``finditer`` tries each offset left to right and resumes after a match; every match
+        of ``rx`` starts at a trigger offset, so trying those offsets (skipping any inside
+        the previous match) finds the same matches.
+        """
+        spans = []
+        resume = 0
+        match = rx.match
+        for i in hits:
+            if i < resume:
+                continue
+            m = match(low, i)
+            if m is not None:
+                span = self._span(m, low)
+                if span is not None:
+                    spans.append(span)
+                resume = m.end()
+        return spans
+
+    def value_spans(self, rx: re.Pattern[bytes], low: bytes, pos: int = 0,
+                    endpos: int | None = None) -> list[tuple[int, int]]:
+        """The value span of each match of ``rx`` in ``low[pos:endpos]`` (over the whole
+        chunk, this is the reference that the anchored search must equal)."""
+        end = len(low) if endpos is None else endpos
+        return [span for m in rx.finditer(low, pos, end)
+                if (span := self._span(m, low)) is not None]
+
+    def _span(self, m: re.Match[bytes], low: bytes) -> tuple[int, int] | None:
+        if m.re in ASSIGNS and not self._secret_name(m, low):
+            return None
+        return _value_span(m, low)
+
+    def _secret_name(self, m: re.Match[bytes], low: bytes) -> bool:
+        """Whether the name whose end ``m`` matched holds a secret: its whole identifier
+        (``keystone_authtoken.password``, ``"ADMIN_PASSWORD"``) read back from the match."""
+        start = m.start()
+        while start > 0 and low[start - 1] in _IDENT:
+            start -= 1
+        if start > 0 and low[start - 1] == 0x3A:  # ':' — "identity:change_password"
+            return False
+        end = m.start()
+        while end < len(low) and low[end] in _IDENT:
+            end += 1
+        ident = low[start:end]
+        section, _, name = ident.decode("ascii").strip(".-").rpartition(".")
+        if name in self.options.names:
+            return self.options.is_secret(section or None, name)
+        if m.re is _ASSIGN_TOKEN:
+            return name.replace("-", "_") in TOKEN_NAMES
+        return True
 
 
 def _offsets(low: bytes, needle: bytes) -> list[int]:
@@ -142,47 +212,15 @@ def _lines(low: bytes, offsets: Iterable[int]) -> list[tuple[int, int]]:
     return lines
 
 
-def _anchored_spans(rx: re.Pattern[bytes], low: bytes,
-                    hits: list[int]) -> list[tuple[int, int]]:
-    """What ``_value_spans(rx, low)`` finds, trying ``rx`` only at ``hits`` (sorted).
-
-    ``finditer`` tries each offset left to right and resumes after a match; every match of
-    ``rx`` starts at a trigger offset, so trying those offsets (skipping any inside the
-    previous match) finds the same matches.
-    """
-    spans = []
-    resume = 0
-    match = rx.match
-    for i in hits:
-        if i < resume:
-            continue
-        m = match(low, i)
-        if m is not None:
-            span = _value_span(m, low)
-            if span is not None:
-                spans.append(span)
-            resume = m.end()
-    return spans
-
-
-def _value_spans(rx: re.Pattern[bytes], low: bytes, pos: int = 0,
-                 endpos: int | None = None) -> list[tuple[int, int]]:
-    """The value span of each match of ``rx`` in ``low[pos:endpos]`` (over the whole chunk,
-    this is the reference that ``_anchored_spans`` must equal)."""
-    end = len(low) if endpos is None else endpos
-    return [span for m in rx.finditer(low, pos, end)
-            if (span := _value_span(m, low)) is not None]
-
-
 def _value_span(m: re.Match[bytes], low: bytes) -> tuple[int, int] | None:
     """The first non-empty group of match ``m``, unless it says "no secret here" (None,
-    true, an already masked value ...)."""
+    true, an already masked value, a token's published hash ...)."""
     for group in range(1, (m.re.groups or 0) + 1):
         start, end = m.span(group)
         if start < 0 or start == end:
             continue
         value = low[start:end]
-        if value in _EMPTY_VALUES or value.startswith(b"***"):
+        if value in _EMPTY_VALUES or value.startswith((b"***", b"{sha")):
             return None
         return start, end
     return None
@@ -190,7 +228,7 @@ def _value_span(m: re.Match[bytes], low: bytes) -> tuple[int, int] | None:
 
 def _key_spans(low: bytes) -> list[tuple[int, int]]:
     """The bodies of PEM private keys (an unterminated key runs to the end of the chunk)."""
-    spans = []
+    spans: list[tuple[int, int]] = []
     pos = 0
     while True:
         begin = _KEY_BEGIN.search(low, pos)
@@ -205,18 +243,6 @@ def _key_spans(low: bytes) -> list[tuple[int, int]]:
         pos = end.end()
 
 
-def _merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    spans.sort()
-    merged: list[tuple[int, int]] = []
-    for start, end in spans:
-        if merged and start <= merged[-1][1]:
-            if end > merged[-1][1]:
-                merged[-1] = (merged[-1][0], end)
-        else:
-            merged.append((start, end))
-    return merged
-
-
 def open_key_at(low: bytes) -> int:
     """Offset of a private-key BEGIN line with no END after it in ``low``, or -1."""
     last = -1
@@ -227,12 +253,122 @@ def open_key_at(low: bytes) -> int:
     return low.rfind(b"\n", 0, last) + 1
 
 
+# -- config files: secret options by position ----------------------------------------------
+
+_SECTION = re.compile(rb"^[ \t]*\[([^\[\]\n]+)\][ \t]*\r?$")
+_META = re.compile(rb"^[ \t]*\[\[[ \t]*([^|\]\n]+?)[ \t]*\|[ \t]*([^\]\n]+?)[ \t]*\]\]")
+_LINE = re.compile(rb"^([ \t]*(?:-[ \t]+)?(?:export[ \t]+)?)([A-Za-z0-9_.\-]+)([ \t]*[=:][ \t]*)"
+                   rb"(.*?)[ \t]*\r?$")
+_CREDENTIAL = re.compile(rb"(?:://|,)[^\s:/@,'\"]*:([^\s@/'\"]+)@")
+
+
+@dataclass
+class ConfigScan:
+    """Walks a config file's lines in order (across chunks), tracking the section.
+
+    Knows ini (oslo.config, paste), devstack's local.conf (``[[local|localrc]]`` shell
+    variables, ``[[post-config|$NOVA_CONF]]`` sections), shell rc files and YAML mappings
+    (clouds.yaml, accounts.yaml). ``found`` collects (where, value) of every secret value.
+    """
+
+    options: SecretOptions
+    name: str = ""  # the file, for ``found``
+    section: str | None = None
+    shell: bool = False  # inside [[local|localrc]] (or an rc file): NAME=value variables
+    found: list[tuple[str, str]] = field(default_factory=list)
+
+    def spans(self, chunk: bytes) -> list[tuple[int, int]]:
+        """Byte ranges of ``chunk`` (whole lines) holding secret option values."""
+        out: list[tuple[int, int]] = []
+        pos = 0
+        size = len(chunk)
+        while pos < size:
+            end = chunk.find(b"\n", pos)
+            end = size if end < 0 else end
+            if end > pos:
+                out.extend(self._line(chunk, pos, end))
+            pos = end + 1
+        return out
+
+    def _line(self, chunk: bytes, pos: int, end: int) -> list[tuple[int, int]]:
+        line = chunk[pos:end]
+        stripped = line.lstrip()
+        if not stripped or stripped[:1] in (b"#", b";"):
+            return []
+        if stripped.startswith(b"[["):
+            meta = _META.match(line)
+            if meta:
+                self.shell = meta.group(1).lower() == b"local" \
+                    and meta.group(2).lower() == b"localrc"
+                self.section = None
+                return []
+        if stripped.startswith(b"["):
+            sect = _SECTION.match(line)
+            if sect:
+                self.section = sect.group(1).strip().decode("utf-8", "replace").lower()
+                self.shell = False
+                return []
+        m = _LINE.match(line)
+        if m is None:
+            return []
+        name = m.group(2).decode("ascii")
+        if not self._is_secret(name, m.group(3)):
+            return []
+        start, stop = m.span(4)
+        value = line[start:stop]
+        if len(value) >= 2 and value[:1] in (b'"', b"'") and value[-1:] == value[:1]:
+            start, stop, value = start + 1, stop - 1, value[1:-1]
+        if not value or value.lower() in _EMPTY_VALUES or value.startswith((b"$", b"***")):
+            return []
+        where = f"{self.name} [{self.section or ('localrc' if self.shell else 'DEFAULT')}] " \
+                f"{name}"
+        if b"://" in value:
+            creds = [c.span(1) for c in _CREDENTIAL.finditer(value)]
+            for a, b in creds:
+                self.found.append((where, value[a:b].decode("utf-8", "replace")))
+            return [(pos + start + a, pos + start + b) for a, b in creds]
+        self.found.append((where, value.decode("utf-8", "replace")))
+        return [(pos + start, pos + stop)]
+
+    def _is_secret(self, name: str, sep: bytes) -> bool:
+        if (self.shell or name.isupper()) and b"=" in sep and "." not in name:
+            if is_shell_secret(name) or name.lower() in self.options.extra:
+                return True
+            if name.isupper():  # a shell variable not named like a secret
+                return False
+        return self.options.is_secret(self.section, name)
+
+
+CONFIG_SUFFIXES = (".conf", ".ini", ".cfg", ".yaml", ".yml", "rc", "localrc", ".conf.sample",
+                   "_conf.txt", "_yaml.txt", "localrc.txt", ".conf.txt")
+
+
+def is_config(name: str) -> bool:
+    """Whether a file (by name) is a config file whose secret options are masked in place."""
+    base = name.rsplit("/", 1)[-1].lower()
+    return base.endswith(CONFIG_SUFFIXES) or base in ("local.conf", "localrc", "openrc",
+                                                      "stackrc", ".stackenv", "stackenv")
+
+
+def harvest(text: str | bytes, options: SecretOptions | None = None,
+            name: str = "") -> list[tuple[str, str]]:
+    """(where, value) of every secret value a config file's text assigns."""
+    scan = ConfigScan(options if options is not None else secrets.secret_options(), name)
+    data = text.encode("utf-8", "surrogateescape") if isinstance(text, str) else text
+    scan.spans(data)
+    return scan.found
+
+
+# -- streaming -------------------------------------------------------------------------------
+
 def redact_stream(read: Callable[[int], bytes], write: Callable[[bytes], object],
-                  redactor: Redactor, limit: int | None = None) -> tuple[int, int]:
+                  redactor: Redactor, limit: int | None = None,
+                  config: ConfigScan | None = None) -> tuple[int, int]:
     """Copy ``read`` to ``write`` redacted, in line-aligned chunks; return (bytes in, count).
 
     ``limit`` stops after that many input bytes (a consistent prefix of a growing file).
     A private key split across chunks is held back until its END line (or MAX_LINE).
+    ``config`` (a config file's scanner) keeps its section from chunk to chunk.
     """
     pending = b""
     total = 0
@@ -256,7 +392,7 @@ def redact_stream(read: Callable[[int], bytes], write: Callable[[bytes], object]
                     pending = buf
                     continue
                 cut = len(buf)
-        out, n = redactor.redact(buf[:cut])
+        out, n = redactor.redact(buf[:cut], config)
         count += n
         write(out)
         pending = buf[cut:]
@@ -264,29 +400,21 @@ def redact_stream(read: Callable[[int], bytes], write: Callable[[bytes], object]
 
 
 def redact_file(src: BinaryIO, dst: BinaryIO, redactor: Redactor,
-                limit: int | None = None) -> tuple[int, int]:
+                limit: int | None = None, config: ConfigScan | None = None) -> tuple[int, int]:
     """Redact file object ``src`` into ``dst``; return (bytes read, replacements)."""
-    return redact_stream(src.read, dst.write, redactor, limit)
+    return redact_stream(src.read, dst.write, redactor, limit, config)
 
 
-# -- harvesting secret values from configuration files -----------------------------------
-
-_ASSIGN_LINE = re.compile(r"^\s*(?:export\s+)?([A-Za-z0-9_.\-]+)\s*[=:]\s*(.*?)\s*$")
-_URL_PASSWORD = re.compile(r"://[^\s:/@'\"]*:([^\s@/'\"]+)@")
-
-
-def harvest(text: str, extra_names: Iterable[str] = ()) -> set[str]:
-    """Secret values assigned in local.conf/localrc/ini/yaml text (and URL passwords)."""
-    extra = list(extra_names)
-    found: set[str] = set()
-    for line in text.splitlines():
-        if line.lstrip().startswith(("#", ";")):
+def refused(found: Sequence[tuple[str, str]], where_set: bool = True) -> list[dict[str, str]]:
+    """Manifest entries (never the value) for secrets too short or common to mask wherever
+    they appear; a harvested one (``where_set``) is still masked where it is assigned."""
+    out: list[dict[str, str]] = []
+    for where, value in found:
+        why = secrets.refusal(value)
+        if not why or why in ("empty", "a variable reference or already masked"):
             continue
-        m = _ASSIGN_LINE.match(line)
-        if m and is_secret_name(m.group(1), extra):
-            value = m.group(2).strip().strip("\"'")
-            if value and value.lower() not in ("none", "null", "true", "false") \
-                    and not value.startswith(("$", "***")):
-                found.add(value)
-        found.update(u for u in _URL_PASSWORD.findall(line) if not u.startswith("$"))
-    return found
+        entry = {"source": where, "reason": f"{why}: " + (
+            "masked where it is set, not elsewhere" if where_set else "not masked")}
+        if entry not in out:
+            out.append(entry)
+    return out

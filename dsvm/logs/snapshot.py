@@ -104,7 +104,10 @@ def _run(runner: proc.Runner, staging: Path, name: str, argv: list[str],
     shown = "command: " + " ".join(argv)
     path = staging / name
     with open(path, "wb") as fh:
-        result = runner.run_bytes(argv, desc=f"snapshot {name}", out=fh.write, timeout=timeout)
+        def out(data: bytes) -> None:
+            fh.write(data)
+
+        result = runner.run_bytes(argv, desc=f"snapshot {name}", out=out, timeout=timeout)
     if result.timed_out or result.exit_code != 0:
         why = "timed out" if result.timed_out else f"exit {result.exit_code}"
         return Snapshot(name, path, shown, f"{why} (partial output kept)")

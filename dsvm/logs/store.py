@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from dsvm import fsutil
-from dsvm.logs.redact import Redactor, redact_file
+from dsvm.logs.redact import ConfigScan, Redactor, redact_file
 
 TRUNCATION_NOTE = "\n[... {n} bytes cut by dsvm: logs.size_budget_mb exceeded ...]\n"
 
@@ -35,6 +35,7 @@ class Task:
     cap: int | None = None  # keep at most this many input bytes (head + tail)
     level: int = 6
     engine: str = "zlib"  # zlib | isal (see gzip_engine)
+    config: bool = False  # a config file: its secret options' values are masked in place
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ def _store_once(task: Task, redactor: Redactor) -> Stored:
 def _copy(task: Task, src: BinaryIO, out: BinaryIO, redactor: Redactor,
           size: int) -> tuple[int, int, bool]:
     """Copy per the task's mode; return (input bytes read, redactions, truncated)."""
+    scan = ConfigScan(redactor.options, task.shown) if task.config else None
     if task.mode == "copy":
         if task.cap is not None and size > task.cap:
             return 0, 0, False  # binaries are never cut; the plan drops them instead
@@ -121,19 +123,20 @@ def _copy(task: Task, src: BinaryIO, out: BinaryIO, redactor: Redactor,
         shutil.copyfileobj(view, out, 1 << 20)
         return size - view.left, 0, False
     if task.mode == "redact-gz":
-        with gzip.GzipFile(fileobj=_Limited(src, size), mode="rb") as unzipped:
-            _, count = redact_file(unzipped, out, redactor)
+        with gzip.GzipFile(fileobj=_Limited(src, size), mode="rb") as unzipped:  # type: ignore[call-overload]
+            _, count = redact_file(unzipped, out, redactor, config=scan)
         return size, count, False
     if task.cap is None or size <= task.cap:
-        read, count = redact_file(src, out, redactor, limit=size)
+        read, count = redact_file(src, out, redactor, limit=size, config=scan)
         return read, count, False
     head = task.cap // 2
-    read, count = redact_file(src, out, redactor, limit=head)
+    read, count = redact_file(src, out, redactor, limit=head, config=scan)
     src.seek(size - (task.cap - head))
     src.readline()  # restart the tail on a line boundary
     cut = src.tell() - head
     out.write(TRUNCATION_NOTE.format(n=cut).encode())
-    tail_read, tail_count = redact_file(src, out, redactor, limit=size - src.tell())
+    tail_read, tail_count = redact_file(src, out, redactor, limit=size - src.tell(),
+                                        config=scan)
     return read + tail_read + cut, count + tail_count, True
 
 
@@ -162,7 +165,7 @@ def _gzip_writer(raw: BinaryIO, level: int, engine: str) -> BinaryIO:
     if engine == "isal":
         from isal import igzip
 
-        return igzip.GzipFile(filename="", fileobj=raw, mode="wb",  # type: ignore[return-value]
+        return igzip.GzipFile(filename="", fileobj=raw, mode="wb",  # type: ignore[no-untyped-call,return-value]
                               compresslevel=isal_level(level), mtime=0)
     return gzip.GzipFile(filename="", fileobj=raw, mode="wb",  # type: ignore[return-value]
                          compresslevel=level, mtime=0)

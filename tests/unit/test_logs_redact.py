@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 
 import pytest
 
@@ -11,6 +12,7 @@ from dsvm.logs import redact
 from dsvm.logs.collect import budget_cap
 from dsvm.logs.redact import Redactor, harvest, redact_stream
 from dsvm.logs.sources import stored_name
+from dsvm.secrets import merge, secret_options
 
 
 def red(text: str, literals: tuple[str, ...] = ()) -> tuple[str, int]:
@@ -113,12 +115,23 @@ LOGFILE=/opt/stack/logs/stack.sh.log
 san_password = vendor pw with spaces
 ; password = commented
 connection = mysql+pymysql://root:dbpw2@127.0.0.1/cinder
+[database]
+connection = mysql+pymysql://root:dbpw3@127.0.0.1/cinder
+[key_manager]
+fixed_key = 0123456789abcdef
 """
-    assert harvest(text) == {"adminpw1", "tok-value", "vendor pw with spaces", "dbpw2"}
+    found = harvest(text, name="local.conf")
+    assert {v for _, v in found} == {"adminpw1", "tok-value", "vendor pw with spaces", "dbpw2",
+                                     "dbpw3", "0123456789abcdef"}
+    assert ("local.conf [localrc] ADMIN_PASSWORD", "adminpw1") in found
+    assert ("local.conf [database] connection", "dbpw3") in found
 
 
 def test_harvest_extra_names() -> None:
-    assert harvest("ACME_KEYPHRASE=zzz-123\n", ["ACME_KEYPHRASE"]) == {"zzz-123"}
+    options = secret_options().with_extra(["ACME_KEYPHRASE"])
+    assert harvest("ACME_KEYPHRASE=zzz-123\n", options) == [(" [DEFAULT] ACME_KEYPHRASE",
+                                                             "zzz-123")]
+    assert harvest("ACME_KEYPHRASE=zzz-123\n") == []
 
 
 @pytest.mark.parametrize("rel, rename, expected", [
@@ -157,22 +170,27 @@ def test_header_in_a_python_dict_repr() -> None:
 # -- the trigger prefilter finds exactly what a whole-chunk scan finds ----------------------
 
 
+def reference_literal_spans(chunk: bytes, literals: tuple[bytes, ...]) -> list[tuple[int, int]]:
+    """Every whole-token occurrence of each literal, by regex over the whole chunk."""
+    found = []
+    for lit in literals:
+        rx = re.compile(rb"(?:(?<![A-Za-z0-9_])|(?<=[ \t\n\r\"'=(]-p)|(?<=\A-p))(?="
+                        + re.escape(lit) + rb"(?![A-Za-z0-9_]))")
+        found += [(m.start(), m.start() + len(lit)) for m in rx.finditer(chunk)]
+    return found
+
+
 def reference_spans(r: Redactor, chunk: bytes) -> list[tuple[int, int]]:
-    """Every rule run with ``finditer`` over the whole chunk (dsvm's redaction before the
-    trigger prefilter): the prefiltered ``Redactor.spans`` must return exactly this."""
-    found: list[tuple[int, int]] = []
-    for lit in r.literals:
-        i = chunk.find(lit)
-        while i >= 0:
-            found.append((i, i + len(lit)))
-            i = chunk.find(lit, i + len(lit))
+    """Every rule run with ``finditer`` over the whole chunk (no trigger prefilter, literals
+    by regex): the prefiltered ``Redactor.spans`` must return exactly this."""
+    found = reference_literal_spans(chunk, r.literals)
     low = chunk.lower()
     for rx, _ in redact.ANCHORED:
-        found.extend(redact._value_spans(rx, low))
-    found.extend(redact._value_spans(redact._URL, low))
+        found.extend(r.value_spans(rx, low))
+    found.extend(r.value_spans(redact._URL, low))
     found.extend(m.span(1) for m in redact._FLAG.finditer(low))
     found.extend(redact._key_spans(low))
-    return redact._merge(found)
+    return merge(found)
 
 
 def test_no_rule_matches_across_a_line_end() -> None:
@@ -198,6 +216,8 @@ FRAGMENTS = [
     "Bearer ", "Basic ", "none", "None", "****", "s3cr3t-value", "Lit3ral-Secret",
     "{'", "'}", ",", ";", "http://10.0.0.1:8774/v2.1", "GET /identity/v3/auth/tokens",
     "caf\xe9", "\x1b[0m", "x" * 40, "2024-05-01 12:00:00.000 1234 DEBUG nova.api [-] ",
+    "adminPass", "X-Subject-Token", "x-auth-key", "{SHA256}", "auth.", "identity:", "-p",
+    " -p", "keystone_authtoken.", "service_token", "max_token_size", "_", ".", "-",
 ]
 
 
@@ -268,4 +288,121 @@ def _pieces(data: bytes, size: int) -> list[bytes]:
     ("--os-password none", "--os-password ****"),
 ])
 def test_prefilter_cases(line: str, expected: str) -> None:
+    assert red(line)[0] == expected
+
+
+# -- exactly the secrets: the cases of issue 18 ------------------------------------------------
+
+
+def redact_config(text: str, name: str = "etc/x.conf",
+                  literals: tuple[str, ...] = ()) -> str:
+    r = Redactor.of(literals)
+    out, _ = r.redact(text.encode(), redact.ConfigScan(r.options, name))
+    return out.decode()
+
+
+def test_harvested_numbers_and_words_never_spread() -> None:
+    """A value of a non-secret option is never harvested; a too-common one never spreads."""
+    conf = "[DEFAULT]\nmax_token_size = 8192\nservice_token_roles = service\n" \
+           "[token]\nexpiration = 1800\n[libvirt]\nrbd_secret_uuid = 457eb676-33da-42ec\n"
+    assert harvest(conf) == []
+    assert redact_config(conf) == conf
+    r = Redactor.of(["8192", "service", "true", "1800", "password"])
+    assert r.literals == ()
+    line = b"headers 8192 bytes oslo_service.service token_ttl=1800\n"
+    assert r.redact(line) == (line, 0)
+
+
+def test_keystone_auth_plugin_options_and_policy_rules_are_not_secrets() -> None:
+    conf = "[auth]\nmethods = external,password,token\n" \
+           "password = keystone.auth.plugins.password.Password\n" \
+           "token = keystone.auth.plugins.token.Token\n"
+    assert redact_config(conf, "etc/keystone/keystone.conf") == conf
+    log = "DEBUG oslo_service.service [-] auth.password = keystone.auth.plugins.password." \
+          "Password log_opt_values\n"
+    assert red(log) == (log, 0)
+    policy = '"identity:change_password": "rule:owner"\n' \
+             '"identity:revoke_token": "rule:admin_or_token_subject"\n' \
+             "identity:update_password: rule:admin_required\n"
+    assert redact_config(policy, "etc/keystone/policy.yaml") == policy
+    assert red(policy) == (policy, 0)
+
+
+@pytest.mark.parametrize("section, option", [
+    ("glance_store", "swift_store_key"), ("glance_store", "s3_store_access_key"),
+    ("DEFAULT", "metadata_encryption_key"), ("DEFAULT", "backup_swift_key"),
+    ("DEFAULT", "backup_s3_store_access_key"), ("zadara-1", "zadara_access_key"),
+    ("cache", "backend_argument"), ("key_manager", "fixed_key"),
+    ("keystone_authtoken", "memcache_secret_key"), ("keystone_authtoken", "password"),
+    ("lvmdriver-1", "san_password"), ("DEFAULT", "admin_token"),
+])
+def test_secret_options_with_plain_names_are_masked(section: str, option: str) -> None:
+    value = "Qz8-value-x41"
+    conf = f"[{section}]\n{option} = {value}\n"
+    found = harvest(conf, name="c.conf")
+    assert found == [(f"c.conf [{section.lower()}] {option}", value)]
+    assert redact_config(conf) == f"[{section}]\n{option} = ****\n"
+    # quoted in a service log or devstack's xtrace: masked as a whole token
+    out, n = Redactor.of([value]).redact(
+        f"+ iniset /etc/x.conf {section} {option} {value}\nusing {value}-suffix\n".encode())
+    assert out.decode() == f"+ iniset /etc/x.conf {section} {option} ****\n" \
+                           f"using ****-suffix\n" and n == 2
+
+
+def test_url_valued_secrets_keep_their_host() -> None:
+    conf = "[DEFAULT]\ntransport_url = rabbit://u1:Pw-one-1@h1:5672,u2:Pw-two-2@h2:5672/\n" \
+           "[database]\nconnection = sqlite:////var/lib/nova/nova.sqlite\n"
+    assert {v for _, v in harvest(conf)} == {"Pw-one-1", "Pw-two-2"}
+    assert redact_config(conf) == "[DEFAULT]\ntransport_url = rabbit://u1:****@h1:5672," \
+                                  "u2:****@h2:5672/\n[database]\n" \
+                                  "connection = sqlite:////var/lib/nova/nova.sqlite\n"
+
+
+def test_local_conf_and_yaml() -> None:
+    text = "[[local|localrc]]\nADMIN_PASSWORD=secretadmin\nLOGFILE=/x/stack.log\n" \
+           "SERVICE_TOKEN=tok-987654\n[[post-config|$GLANCE_API_CONF]]\n[glance_store]\n" \
+           "swift_store_key = gk-key-12345\n"
+    assert redact_config(text, "local.conf") == (
+        "[[local|localrc]]\nADMIN_PASSWORD=****\nLOGFILE=/x/stack.log\nSERVICE_TOKEN=****\n"
+        "[[post-config|$GLANCE_API_CONF]]\n[glance_store]\nswift_store_key = ****\n")
+    clouds = "clouds:\n  devstack:\n    auth:\n      username: demo\n      password: 'Dm0-pw-77'\n"
+    assert redact_config(clouds, "etc/openstack/clouds.yaml") == clouds.replace("Dm0-pw-77",
+                                                                                "****")
+    accounts = "- username: 'tempest-1'\n  password: 'T3mp-pw-1'\n"
+    assert redact_config(accounts, "accounts.yaml") == accounts.replace("T3mp-pw-1", "****")
+
+
+def test_config_section_carried_across_chunks(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(redact, "CHUNK", 32)
+    conf = "[auth]\n" + "# filler comment line\n" * 10 + \
+        "password = keystone.auth.plugins.password.Password\n[ldap]\npassword = Ld4p-pw-x\n"
+    r = Redactor()
+    out = io.BytesIO()
+    redact_stream(io.BytesIO(conf.encode()).read, out.write, r,
+                  config=redact.ConfigScan(r.options, "keystone.conf"))
+    assert out.getvalue().decode() == conf.replace("Ld4p-pw-x", "****")
+
+
+def test_refused_secrets_are_reported_without_their_value() -> None:
+    found = harvest("[keystone_authtoken]\npassword = abc\n[DEFAULT]\nadmin_token = "
+                    "long-enough-token\n", name="nova.conf")
+    notes = redact.refused(found)
+    assert notes == [{"source": "nova.conf [keystone_authtoken] password",
+                      "reason": "shorter than 6 characters: masked where it is set, "
+                                "not elsewhere"}]
+    assert redact.refused([("logs.secrets", "true")], where_set=False)[0]["reason"] == \
+        "a boolean or null: not masked"
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("X-Subject-Token: gAAAAsubject", "X-Subject-Token: ****"),
+    ("'X-Service-Token': 'gAAAAsvc'", "'X-Service-Token': '****'"),
+    ("X-Auth-Key: swiftkey1", "X-Auth-Key: ****"),
+    ("X-Auth-Token: {SHA256}5f2b1e", "X-Auth-Token: {SHA256}5f2b1e"),
+    ('{"server": {"adminPass": "Nov4-admin"}}', '{"server": {"adminPass": "****"}}'),
+    ("--os-password=Adm1n-eq", "--os-password=****"),
+    ("client_secret = oidc-s3cret", "client_secret = ****"),
+    ("ADMIN_PASSWORD=secretadmin", "ADMIN_PASSWORD=****"),
+])
+def test_more_forms(line: str, expected: str) -> None:
     assert red(line)[0] == expected
