@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dsvm.logs import collect, index, publish, redact, snapshot
+from dsvm import secrets
+from dsvm.logs import collect, index, objstore, publish, redact, snapshot
 from dsvm.logs.sources import (
     DEFAULT_SOURCES,
     Source,
@@ -22,12 +24,10 @@ from dsvm.logs.sources import (
 )
 from dsvm.logs.store import Stored, Task, gzip_engine
 from dsvm.phase import JobContext, PhaseResult
+from dsvm.secrets import SecretOptions
 
 PHASE = "logs"
 MB = 1 << 20
-# Files whose assignments are harvested as literal secrets before anything is written.
-CONFIG_NAMES = ("local.conf", "localrc", ".conf", ".ini", ".cfg", ".yaml", ".yml", "rc",
-                "local_conf.txt", "localrc.txt", "_conf.txt", "_yaml.txt")
 HARVEST_MAX = 4 * MB
 WARN_LINES = 15
 
@@ -43,6 +43,11 @@ def run_phase(ctx: JobContext, *, root: str | Path | None = None,
     settings = ctx.settings
     dest_dir = Path(dest).resolve() if dest else ctx.logs_dir
     root_dir = Path(root).resolve() if root else None
+    # logs.publish is checked before anything is collected: bad config is exit 2 at once.
+    conf = settings.get("logs.publish") or {}
+    targets: list[publish.Target] = []
+    if publish_logs or (publish_logs is None and publish.is_configured(conf)):
+        targets = _targets(ctx, conf, log_path)
     sources = node_sources(settings)
     rotated = collect.rotate(dest_dir, keep=int(settings.get("logs.keep") or 3))
     staging = ctx.dsvm_log_dir / "logs-staging"
@@ -59,7 +64,9 @@ def run_phase(ctx: JobContext, *, root: str | Path | None = None,
         with ctx.ui.phase(PHASE, f"collect into {dest_dir}"):
             inventory = collect.inspect(sources, root=root_dir, base=str(ctx.base),
                                         extra=extras)
-            redactor = redact.Redactor.of(secret_values(settings, inventory.found))
+            values, refused = secret_values(settings, inventory.found)
+            values |= {v for t in targets for v in t.secrets if v}
+            redactor = redact.Redactor.of(values, secret_options(settings))
             budget_mb = int(settings.get("logs.size_budget_mb") or 0)
             level = int(settings.get("logs.gzip_level") or 6)
             engine = _engine(settings.get("logs.gzip_engine") or "auto")
@@ -92,7 +99,7 @@ def run_phase(ctx: JobContext, *, root: str | Path | None = None,
                 the_plan = collect.merge(the_plan, extra_plan)
             result = collect.Collection(the_plan, stored, rotated=rotated)
             index.write_indexes(dest_dir)
-            data = index.manifest(result, root_dir)
+            data = index.manifest(result, root_dir, refused)
             manifest = index.write_manifest(dest_dir, data)
     finally:
         if pending is not None:
@@ -103,13 +110,18 @@ def run_phase(ctx: JobContext, *, root: str | Path | None = None,
                                "files": data["totals"]["files"],
                                "redactions": data["totals"]["redactions"],
                                "problems": result.problems}
-    conf = settings.get("logs.publish") or {}
-    if publish_logs or (publish_logs is None and publish.is_configured(conf)):
-        outputs["url"] = _publish(ctx, conf, dest_dir, log_path)
     summary = (f"{data['totals']['files']} files, {data['totals']['redactions']} secrets "
-               f"redacted, {len(result.problems)} problems"
-               + (f"; published at {outputs['url']}" if outputs["url"] else ""))
-    return PhaseResult(PHASE, 0, outputs, summary)
+               f"redacted, {len(result.problems)} problems")
+    code = 0
+    if targets:
+        report = publish_logs_dir(ctx, targets, dest_dir)
+        outputs["url"] = report.url
+        outputs["publish"] = report.as_json()
+        summary += "; " + report.summary
+        code = report.exit_code
+        if report.url:
+            ctx.ui.info(f"logs: {report.url}")  # the last line: what a reader clicks
+    return PhaseResult(PHASE, code, outputs, summary)
 
 
 def node_sources(settings: Any) -> list[Source]:
@@ -160,20 +172,35 @@ def job_sources(ctx: JobContext, dest: Path, rotated: Path | None) -> list[Sourc
     return out
 
 
-def secret_values(settings: Any, found: Iterable[collect.Found]) -> set[str]:
-    """The profile's and environment's secrets plus every value harvested from config files."""
-    values = set(settings.secret_values())
-    extra = list(settings.get("devstack.secrets") or [])
+def secret_options(settings: Any) -> SecretOptions:
+    """The secret-options table plus the names the profile declares secret (devstack's
+    ``devstack.secrets`` variables, the cinder backends' ``secret_options``)."""
+    names = [str(n) for n in settings.get("devstack.secrets") or []]
+    for backend in settings.get("cinder.backends") or []:
+        if isinstance(backend, Mapping):
+            names += [str(o) for o in backend.get("secret_options") or []]
+    return secrets.secret_options().with_extra(names)
+
+
+def secret_values(settings: Any,
+                  found: Iterable[collect.Found]) -> tuple[set[str], list[dict[str, str]]]:
+    """The profile's and environment's secrets plus every secret value the config files
+    assign; and the manifest's note for each one too short or common to mask elsewhere."""
+    options = secret_options(settings)
+    declared = [("logs.secrets", str(v)) for v in settings.get("logs.secrets") or [] if v]
+    declared += [("a secret value of the profile or environment", v)
+                 for v in settings.secret_values()]
+    harvested: list[tuple[str, str]] = []
     for f in found:
-        name = Path(f.shown).name
-        if f.kind != "text" or f.size > HARVEST_MAX or not name.endswith(CONFIG_NAMES):
+        if f.kind != "text" or f.size > HARVEST_MAX or not redact.is_config(f.shown):
             continue
         try:
-            text = Path(f.path).read_text(encoding="utf-8", errors="replace")
+            data = Path(f.path).read_bytes()
         except OSError:
             continue
-        values |= redact.harvest(text, extra)
-    return values
+        harvested += redact.harvest(data, options, f.shown)
+    refused = redact.refused(declared, where_set=False) + redact.refused(harvested)
+    return {v for _, v in declared + harvested}, refused
 
 
 def _snapshot_timeout(ctx: JobContext) -> float:
@@ -222,21 +249,143 @@ def _report(ctx: JobContext, result: collect.Collection, data: Mapping[str, Any]
           f"redacted, {totals['missing']} sources not on this node -> {result.plan.dest}")
 
 
-def _publish(ctx: JobContext, conf: Mapping[str, Any], dest: Path,
-             log_path: str | None) -> str:
+def _targets(ctx: JobContext, conf: Any, log_path: str | None) -> list[publish.Target]:
     from dsvm.errors import UsageError
 
     if not publish.is_configured(conf):
         raise UsageError("--publish needs logs.publish in the profile",
-                         hint="set logs.publish: {host, user, path, key, url}")
-    # Zuul v3 sends no LOG_PATH nor ZUUL_*: its log path comes from the resolved job.
-    t = publish.target(conf, ctx.env, log_path or (ctx.job.zuul.log_path if ctx.job.vars
-                                                   else None))
-    result = publish.publish(t, dest, ctx.runner(PHASE), timeout=ctx.time_left())
-    ctx.ui.ok(f"published {dest} to {t.remote} in {result.seconds:.1f}s")
-    if t.public_url:
-        ctx.ui.info(f"logs: {t.public_url}")
-    return t.public_url or t.remote
+                         hint="set logs.publish: {type: rsync|swift|s3, ...} (docs/logs.md)")
+    return publish.targets(conf, ctx.env, log_path)
+
+
+@dataclass
+class PublishReport:
+    """The failover walk: each target's outcome in order; the one that holds the logs."""
+
+    outcomes: list[objstore.Outcome] = field(default_factory=list)
+    skipped: str = ""  # why nothing was tried (logs.publish.when: failure, job passed)
+
+    @property
+    def best(self) -> objstore.Outcome | None:
+        done = [o for o in self.outcomes if o.state == "complete"]
+        if done:
+            return done[0]
+        tried = sorted(self.outcomes, key=lambda o: -(len(o.sent) + len(o.present)))
+        return tried[0] if tried else None
+
+    @property
+    def state(self) -> str:
+        """complete | partial | failed | skipped."""
+        if self.skipped:
+            return "skipped"
+        return self.best.state if self.best else "failed"
+
+    @property
+    def url(self) -> str:
+        best = self.best
+        return best.url if best is not None and best.state != "failed" else ""
+
+    @property
+    def exit_code(self) -> int:
+        """0 when the logs arrived whole (or were not to be published), else 3."""
+        from dsvm.errors import EXIT_INFRA
+
+        return 0 if self.state in ("complete", "skipped") else EXIT_INFRA
+
+    @property
+    def summary(self) -> str:
+        best = self.best
+        if self.state == "skipped":
+            return f"not published: {self.skipped}"
+        if best is None or self.state == "failed":
+            return "logs not published" + (f": {best.error}" if best and best.error else "")
+        if self.state == "partial":
+            return (f"logs partially published to {best.target}: {len(best.failed)} files did "
+                    "not arrive")
+        return f"published to {best.target} at {best.url}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"state": self.state, "url": self.url, "skipped": self.skipped,
+                "targets": [o.as_json() for o in self.outcomes]}
+
+
+def job_failed(ctx: JobContext) -> bool:
+    """Whether an earlier phase of this job failed (state.json), for ``when: failure``."""
+    import json
+
+    try:
+        state = json.loads((ctx.dsvm_log_dir / "state.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    phases = state.get("phases") if isinstance(state, dict) else None
+    return any(isinstance(rec, dict) and name != PHASE
+               and rec.get("status") not in (None, "ok", "skipped")
+               for name, rec in (phases or {}).items())
+
+
+def publish_logs_dir(ctx: JobContext, targets: list[publish.Target],
+                     logs_dir: Path) -> PublishReport:
+    """Try each target in order until one holds every file; report the walk."""
+    report = PublishReport()
+    ui = ctx.ui
+    wanted = [t for t in targets if t.when == "always" or job_failed(ctx)]
+    if not wanted:
+        report.skipped = "logs.publish.when is failure and the job did not fail"
+        ui.info(f"logs {report.skipped}: not published")
+        return report
+    files = objstore.plan(logs_dir)
+    for n, t in enumerate(wanted):
+        if n:
+            ui.warn(f"publishing to {wanted[n - 1].where} did not complete: trying {t.where}")
+        outcome = _publish_one(ctx, t, logs_dir, files)
+        report.outcomes.append(outcome)
+        if outcome.state == "complete":
+            ui.ok(f"published {len(files)} files to {t.where} in {outcome.seconds:.1f}s"
+                  + (f" ({len(outcome.present)} already there)" if outcome.present else ""))
+            for note in outcome.notes:
+                ui.info(note)
+            return report
+        ui.warn(f"{t.where}: {outcome.error or f'{len(outcome.failed)} files did not arrive'}")
+    best = report.best
+    if best is not None and best.failed:
+        for rel, why in best.failed[:WARN_LINES]:
+            ui.warn(f"not published: {rel}: {why}")
+        if len(best.failed) > WARN_LINES:
+            ui.warn(f"... {len(best.failed) - WARN_LINES} more not published (state.json: "
+                    "phases.logs.outputs.publish)")
+    ui.warn(report.summary)
+    return report
+
+
+def _publish_one(ctx: JobContext, t: publish.Target, logs_dir: Path,
+                 files: list[objstore.Upload]) -> objstore.Outcome:
+    import time
+
+    from dsvm.errors import DsvmError
+
+    if t.rsync is not None:
+        t0 = time.monotonic()
+        outcome = objstore.Outcome(t.where)
+        try:
+            publish.publish(t.rsync, logs_dir, ctx.runner(PHASE), timeout=ctx.time_left())
+        except DsvmError as exc:
+            outcome.error = exc.message
+            outcome.failed = [(f.rel, "rsync failed") for f in files]
+        else:
+            outcome.sent = [f.rel for f in files]
+            outcome.url = t.rsync.public_url or t.rsync.remote
+        outcome.seconds = time.monotonic() - t0
+        return outcome
+    assert t.store is not None
+    store = t.store()
+    left = ctx.time_left()
+    with ctx.ui.progress(f"upload logs to {t.where}", len(files)) as prog:
+        outcome = objstore.upload(store, files, t.prefix, jobs=t.jobs, attempts=t.attempts,
+                                  deadline=None if left is None else time.monotonic() + left,
+                                  advance=lambda rel: prog.advance(item=rel))
+    if isinstance(store, objstore.S3Store) and outcome.state != "failed":
+        outcome.notes.append(store.lifecycle_note(t.prefix))
+    return outcome
 
 
 def _engine(choice: str) -> str:
