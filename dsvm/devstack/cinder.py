@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from dsvm import secrets
-from dsvm.devstack.localconf import Blocks, check_section, check_value, locate
+from dsvm.devstack.blocks import Blocks, check_section, check_value, locate
 from dsvm.errors import Problem, closest
 
 if TYPE_CHECKING:

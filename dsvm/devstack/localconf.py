@@ -19,15 +19,23 @@ touches the disk, the clock or ``os.environ``.
 
 from __future__ import annotations
 
-import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dsvm import secrets
-from dsvm.devstack import matrix
+from dsvm.devstack import cinder, matrix
+from dsvm.devstack.blocks import (
+    GATE,
+    Blocks,
+    Line,
+    check_section,
+    check_spec,
+    check_value,
+    locate,
+    short_origin,
+)
 from dsvm.errors import Problem, ProfileError
 
 if TYPE_CHECKING:
@@ -35,7 +43,6 @@ if TYPE_CHECKING:
     from dsvm.profile import Settings
 
 LOCALRC_HEADER = "[[local|localrc]]"
-GATE = "devstack-gate"
 KEPT = "existing local.conf (KEEP_LOCALRC)"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ASSIGN = re.compile(r"^\s*(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
@@ -44,19 +51,6 @@ _VAR_REF = re.compile(r"^\$(?:[A-Za-z_][A-Za-z0-9_]*|\{[A-Za-z_][A-Za-z0-9_]*\})
 _ALNUM = re.compile(r"^[A-Za-z0-9]*$")
 GRENADE_RELEASES = ("kilo", "liberty", "mitaka", "newton", "ocata", "pike", "queens", "rocky",
                     "stein", "train", "ussuri", "victoria", "wallaby")
-
-
-@dataclass(frozen=True)
-class Line:
-    """One line of local.conf: its text, where it came from, and how it is shown."""
-
-    text: str
-    origin: str
-    shown: str | None = None  # the masked form when the line holds a secret
-
-    @property
-    def display(self) -> str:
-        return self.text if self.shown is None else self.shown
 
 
 @dataclass(frozen=True)
@@ -77,109 +71,6 @@ class LocalConf:
     @property
     def has_secrets(self) -> bool:
         return any(line.shown is not None for line in self.lines)
-
-
-# --------------------------------------------------------------------------------------------
-# Config meta-sections: (phase, spec) -> section -> option -> values, merged key by key.
-
-@dataclass
-class Option:
-    """One option of a config block (several values = a multi-valued option)."""
-
-    values: tuple[str, ...]
-    origin: str
-    secret: bool = False
-
-
-@dataclass
-class Blocks:
-    """The ``[[phase|spec]]`` blocks of a local.conf, in first-seen order."""
-
-    data: dict[tuple[str, str], dict[str, dict[str, Option]]] = field(default_factory=dict)
-
-    def set(self, phase: str, spec: str, section: str, option: str, values: Iterable[str],
-            origin: str, secret: bool = False) -> None:
-        """Set an option, replacing an earlier value in place (dsconf merge_lc)."""
-        sections = self.data.setdefault((phase, spec), {})
-        sections.setdefault(section, {})[option] = Option(tuple(values), origin, secret)
-
-    def lines(self) -> list[Line]:
-        out: list[Line] = []
-        for (phase, spec), sections in self.data.items():
-            first = next((o.origin for opts in sections.values() for o in opts.values()), GATE)
-            out += [Line("", first), Line(f"[[{phase}|{spec}]]", first)]
-            for section, options in sections.items():
-                sec_origin = next((o.origin for o in options.values()), first)
-                out.append(Line(f"[{section}]", sec_origin))
-                for name, opt in options.items():
-                    for value in opt.values:
-                        text = f"{name} = {value}".rstrip()
-                        shown = f"{name} = {secrets.MASK}" if opt.secret and value else None
-                        out.append(Line(text, opt.origin, shown))
-        return out
-
-
-# --------------------------------------------------------------------------------------------
-# Where a nested profile value was written: file:line, for error messages and --print.
-
-def locate(settings: Settings, path: list[str | int]) -> str:
-    """Return ``file:line`` of the profile entry at ``path`` (keys/indexes), or the key's origin."""
-    for chain_path in reversed(settings.chain):
-        loaded = settings.loaded.get(str(chain_path))
-        if loaded is None:
-            continue
-        node: Any = _compose(loaded.text)
-        for step in path:
-            node = _child(node, step)
-            if node is None:
-                break
-        if node is not None:
-            return f"{_short(loaded.path)}:{node.start_mark.line + 1}"
-    dotted = ".".join(str(p) for p in path[:2])
-    return _short_origin(settings.origin(dotted))
-
-
-@functools.lru_cache(maxsize=16)
-def _compose(text: str) -> Any:
-    """The YAML node tree of a profile's text (cached: locate() runs once per value)."""
-    import yaml
-
-    try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError:
-        return None
-
-
-def _child(node: Any, step: str | int) -> Any:
-    import yaml
-
-    if isinstance(step, int) and isinstance(node, yaml.SequenceNode):
-        return node.value[step] if step < len(node.value) else None
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            if key_node.value == str(step):
-                return key_node if step == "__key__" else value_node
-    return None
-
-
-def _short(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
-
-
-def _origin_of(settings: Settings, dotted: str) -> str:
-    """A settings key's origin for display: ``default <key>``, ``env VAR`` or file:line."""
-    origin = settings.origin(dotted)
-    return f"default {dotted}" if origin == "default" else _short_origin(origin)
-
-
-def _short_origin(origin: str) -> str:
-    head, sep, line = origin.rpartition(":")
-    if sep and line.isdigit() and head.startswith("/"):
-        return f"{_short(Path(head))}:{line}"
-    return origin
 
 
 # --------------------------------------------------------------------------------------------
@@ -486,41 +377,15 @@ def gate_lines(settings: Settings, primary_ip: str = "127.0.0.1", job: Job | Non
     return out.lines, out.problems
 
 
+def _origin_of(settings: Settings, dotted: str) -> str:
+    """A settings key's origin for display: ``default <key>``, ``env VAR`` or file:line."""
+    origin = settings.origin(dotted)
+    return f"default {dotted}" if origin == "default" else short_origin(origin)
+
+
+
 # --------------------------------------------------------------------------------------------
 # The profile's own parts, validated against what devstack can carry (devstack.md §2.7).
-
-def check_value(value: str, where: str, what: str, *, secret: bool) -> list[Problem]:
-    """Problems of one config-block value: newlines, command substitution, eval-mangled chars."""
-    problems = []
-    if "\n" in value or "\r" in value:
-        problems.append(Problem(where, f"{what}: the value contains a newline",
-                                hint="devstack reads one line per option; put it on one line"))
-    if "$(" in value or "`" in value:
-        problems.append(Problem(where, f"{what}: command substitution ($(...) or backticks) "
-                                "is refused", hint="put the literal value in the profile"))
-    bad = [c for c in ('"', "\\") if c in value] + (["$"] if secret and "$" in value else [])
-    if bad:
-        problems.append(Problem(
-            where, f"{what}: the value contains {' '.join(repr(c) for c in bad)}, which "
-            "devstack's merge would change (it evals values)",
-            hint="use a value without these characters (devstack.md §2.4)"))
-    return problems
-
-
-def check_section(name: str, where: str) -> list[Problem]:
-    """Problems of a section or option name devstack would mangle (spaces, brackets, '=')."""
-    if not name or re.search(r"[\s\[\]=]", name) or name.startswith(("#", ";")):
-        return [Problem(where, f"'{name}' cannot be a section or option name in local.conf",
-                        hint="no spaces, '[', ']' or '=', and no leading '#' or ';'")]
-    return []
-
-
-def _check_spec(spec: str, where: str) -> list[Problem]:
-    if not spec or re.search(r"[\s|\[\]]", spec) or "$(" in spec or "`" in spec:
-        return [Problem(where, f"'{spec}' cannot be a config file spec in a meta-section header",
-                        hint="write a variable like $NOVA_CONF or an absolute path")]
-    return []
-
 
 def profile_blocks(settings: Settings, key: str, phase: str, blocks: Blocks) -> list[Problem]:
     """Merge ``devstack.post_config``/``test_config`` ({spec: {section: {opt: value}}}) into blocks."""
@@ -533,7 +398,7 @@ def profile_blocks(settings: Settings, key: str, phase: str, blocks: Blocks) -> 
     extra = tuple(settings.get("devstack.secrets") or ())
     for spec, sections in data.items():
         where = locate(settings, ["devstack", name, spec])
-        problems += _check_spec(str(spec), where)
+        problems += check_spec(str(spec), where)
         if not isinstance(sections, dict):
             problems.append(Problem(where, f"{key}.{spec} must map sections to options"))
             continue
@@ -640,8 +505,6 @@ def render(settings: Settings, *, primary_ip: str = "127.0.0.1", existing: str =
     its config blocks are merged under ours, as devstack-gate's appending ``dsconf`` did.
     ``job`` is the resolved job (``ctx.job``; none: no Zuul).
     """
-    from dsvm.devstack import cinder
-
     secret_names = tuple(settings.get("devstack.secrets") or ())
     blocks = Blocks()
     out = _Out(settings, secret_names=secret_names)
