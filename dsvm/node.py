@@ -1,10 +1,9 @@
-"""prepare-node (make a node image that starts every job warm) and check-node (preflight).
+"""prepare-node: make a node image that starts every job warm (check-node is ``node_checks.py``).
 
 prepare-node is a pure ``plan_prepare()`` (which steps, which projects, which paths, does it
 need root) followed by named steps: ``users`` (``stack``/``tempest`` and devstack-gate's
 sudoers rules), ``repos`` (the git cache, ``cache.py``), ``images`` (devstack's downloads,
-``images.py``), ``pip-cache`` and ``packages``. check-node turns facts about the node into
-one verdict per check, each failure with its fix. Every node path sits under ``node.root``
+``images.py``), ``pip-cache`` and ``packages``. Every node path sits under ``node.root``
 and every fact (euid, disk free, commands on PATH, the clock) comes from ``NodeFacts``, so
 tests run the production code against a fake root.
 
@@ -16,7 +15,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import stat
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -513,180 +511,3 @@ def prepare_phase(ctx: JobContext, facts: NodeFacts | None = None) -> PhaseResul
     return PhaseResult("prepare-node", 0, report_json(report),
                        f"{len(report.repos)} repos ({changed} changed), "
                        f"{len(report.images)} images; manifest {report.manifest}")
-
-
-# --------------------------------------------------------------------------------------------
-# check-node
-
-@dataclass(frozen=True)
-class Check:
-    """One preflight verdict; ``fix`` says what to do when it failed."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str | None = None
-
-
-def container_kind(root: Path) -> str | None:
-    """The container technology the node runs in (lxc, docker, …), or None for a VM/metal."""
-    def read(rel: str) -> str:
-        try:
-            return (under(root, rel)).read_text(errors="replace")
-        except OSError:
-            return ""
-
-    declared = read("/run/systemd/container").strip()
-    if declared:
-        return declared
-    for item in read("/proc/1/environ").split("\0"):
-        if item.startswith("container=") and item[len("container="):]:
-            return item[len("container="):]
-    if under(root, "/.dockerenv").exists():
-        return "docker"
-    if under(root, "/run/.containerenv").exists():
-        return "podman"
-    for line in read("/proc/1/cgroup").split("\n"):
-        path = line.split(":", 2)[-1]
-        for marker, kind in (("/lxc/", "lxc"), ("/lxc.payload", "lxc"), ("/docker", "docker"),
-                             ("/kubepods", "kubernetes"), ("/libpod", "podman")):
-            if marker in path:
-                return kind
-    return None
-
-
-def _check_disk(settings: Settings, paths: NodePaths, facts: NodeFacts) -> Check:
-    need = int(settings.get("node.min_disk_gb") or 0)
-    free = facts.disk_free(paths.base)
-    ok = free >= need * GiB
-    return Check("disk", ok, f"{free / GiB:.1f} GB free under {paths.base} (need {need} GB)",
-                 None if ok else f"grow the disk or free space under {paths.base}; devstack "
-                 f"and Tempest need about {need} GB (node.min_disk_gb)")
-
-
-def _check_kvm(paths: NodePaths) -> Check:
-    kvm = under(paths.root, "/dev/kvm")
-    fix = ("enable hardware virtualisation (nested virt on the hypervisor) so /dev/kvm exists "
-           "and is read/writable, or run with LIBVIRT_TYPE=qemu (much slower)")
-    try:
-        mode = kvm.stat().st_mode
-    except OSError:
-        return Check("kvm", False, f"{kvm} is missing", fix)
-    if not stat.S_ISCHR(mode):
-        return Check("kvm", False, f"{kvm} is not a character device", fix)
-    if not os.access(kvm, os.R_OK | os.W_OK):
-        return Check("kvm", False, f"{kvm} is not read/writable", fix)
-    return Check("kvm", True, f"{kvm} is usable")
-
-
-def _check_container(paths: NodePaths) -> Check:
-    kind = container_kind(paths.root)
-    if kind:
-        return Check("container", False, f"running inside a container ({kind})",
-                     "devstack cannot run in a container (it manages kernel modules, LVM, "
-                     "iSCSI and OVS): use a VM or bare-metal node")
-    return Check("container", True, "not a container")
-
-
-def _check_users(settings: Settings, paths: NodePaths, facts: NodeFacts) -> list[Check]:
-    users = passwd_entries(paths.root)
-    stack_user = str(settings.get("devstack.user") or "stack")
-    tempest_user = str(settings.get("tempest.user") or "tempest")
-    absent = [u for u in (stack_user, tempest_user) if u not in users]
-    out = [Check("users", not absent,
-                 f"missing: {', '.join(absent)}" if absent else f"{stack_user}, {tempest_user}",
-                 "run 'dsvm prepare-node' (step users)" if absent else None)]
-    problems = []
-    if not facts.which("sudo"):
-        problems.append("sudo is not installed")
-    for name, rule in ((STACK_SUDOERS, STACK_RULE.format(user=stack_user)),
-                       (TEMPEST_SUDOERS, TEMPEST_RULE.format(user=tempest_user))):
-        f = paths.sudoers_dir / name
-        try:
-            text, mode = f.read_text(), stat.S_IMODE(f.stat().st_mode)
-        except OSError:
-            problems.append(f"{f} missing")
-            continue
-        if rule.strip() not in text:
-            problems.append(f"{f} lacks '{rule.strip()}'")
-        if mode & 0o022:
-            problems.append(f"{f} is group/world-writable (sudo ignores it)")
-    out.append(Check("sudo", not problems, "; ".join(problems) or "sudo rules in place",
-                     "install sudo and run 'dsvm prepare-node' (step users)" if problems
-                     else None))
-    return out
-
-
-def _check_cache(settings: Settings, paths: NodePaths, facts: NodeFacts) -> list[Check]:
-    fix = f"run 'dsvm prepare-node' (git cache {paths.git_cache})"
-    try:
-        manifest = cache.read_manifest(paths.git_cache)
-    except InfraError as exc:
-        return [Check("git-cache", False, exc.message, fix)]
-    if manifest is None:
-        found = cache_layout(paths.cache_root or paths.git_cache)
-        if found is not None:  # a cache with the other layout
-            fix = (f"the cache has the {layout_text(*found)}: set node.cache_layout: "
-                   f"{found[0]}, or run 'dsvm prepare-node' for layout {paths.layout}")
-        return [Check("git-cache", False, f"no manifest in {paths.git_cache}", fix),
-                Check("images", False, "no manifest, so no record of cached images", fix)]
-    wanted = required_projects(settings)
-    gone = [p for p in wanted if p not in manifest.repos
-            or not (cache.repo_path(paths.git_cache, p) / ".git" / "HEAD").is_file()
-            or (cache.repo_path(paths.git_cache, p) / ".git" / cache.INCOMPLETE_MARK).exists()]
-    out = [Check("git-cache", not gone,
-                 f"missing or incomplete: {', '.join(gone)}" if gone
-                 else f"{len(wanted)} profile project(s) cached, {len(manifest.repos)} in all; "
-                 f"{layout_text(paths.layout, paths.git_cache)}",
-                 fix if gone else None)]
-    age_h = manifest.age_seconds(facts.now()) / 3600
-    limit = int(settings.get("node.cache_max_age_hours") or 0)
-    fresh = not limit or age_h <= limit
-    out.append(Check("git-cache-age", fresh,
-                     f"written {age_h:.1f} h ago (limit {limit} h)",
-                     None if fresh else "rebuild the node image (dsvm prepare-node)"))
-    out.append(_check_images(manifest, fix))
-    return out
-
-
-def _check_images(manifest: cache.Manifest, fix: str) -> Check:
-    files_dir = Path(manifest.images_dir)
-    bad = [n for n, rec in manifest.images.items()
-           if not (files_dir / n).is_file() or (files_dir / n).stat().st_size != rec.get("size")]
-    bad += list(manifest.images_missing)
-    if not manifest.images and not bad:
-        return Check("images", False, f"no images cached in {files_dir or '?'}", fix)
-    return Check("images", not bad,
-                 f"missing or wrong size: {', '.join(sorted(bad))}" if bad
-                 else f"{len(manifest.images)} file(s) in {files_dir}", fix if bad else None)
-
-
-def _check_commands(settings: Settings, facts: NodeFacts) -> Check:
-    wanted = [str(c) for c in settings.get("node.required_commands") or []]
-    absent = [c for c in wanted if not facts.which(c)]
-    return Check("commands", not absent,
-                 f"not on PATH: {', '.join(absent)}" if absent else ", ".join(wanted),
-                 f"install {' '.join(absent)} (apt-get install …)" if absent else None)
-
-
-def check(settings: Settings, facts: NodeFacts) -> list[Check]:
-    """Every preflight verdict for this node, in a stable order."""
-    paths = NodePaths.from_settings(settings)
-    return [_check_disk(settings, paths, facts), _check_kvm(paths), _check_container(paths),
-            *_check_users(settings, paths, facts), *_check_cache(settings, paths, facts),
-            _check_commands(settings, facts)]
-
-
-def checks_json(checks: list[Check]) -> dict[str, Any]:
-    """``{"ok": bool, "checks": [{"name", "ok", "detail", "fix"}]}`` (stable)."""
-    return {"ok": all(c.ok for c in checks), "checks": [asdict(c) for c in checks]}
-
-
-def run_phase(ctx: JobContext, facts: NodeFacts | None = None) -> PhaseResult:
-    """check-node as a phase: exit 0 when every check passes, 3 otherwise (nothing raised)."""
-    facts = facts or NodeFacts.real(ctx.settings.get("node.root") or "/")
-    checks = check(ctx.settings, facts)
-    data = checks_json(checks)
-    failed = [c.name for c in checks if not c.ok]
-    return PhaseResult("check-node", 0 if data["ok"] else 3, data,
-                       "all checks passed" if not failed else f"failed: {', '.join(failed)}")

@@ -26,12 +26,12 @@ def register(sub: argparse._SubParsersAction, name: str) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from dsvm import node, phase, profile
+    from dsvm import node_checks, phase, profile
     from dsvm.console import get_ui
 
     settings = profile.resolve(args.profile, options={"git.cache": args.git_cache,
                                                       "node.root": args.root})
-    result = node.run_phase(phase.context(settings))
+    result = node_checks.run_phase(phase.context(settings))
     if args.json:
         print(json.dumps(result.outputs, indent=2))
         return result.exit_code

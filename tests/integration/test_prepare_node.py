@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from dsvm import cache, git, node, proc, profile
+from dsvm import cache, git, node, node_checks, proc, profile
 from dsvm.errors import UsageError
 from tests.fixtures.gitrepos import add_commit, make_repo
 from tests.fixtures.httpserver import closed_port, serve
@@ -80,7 +80,7 @@ def test_prepare_then_rerun_transfers_nothing(site):
     # check-node on the prepared root: everything prepare-node owns passes
     facts = node.NodeFacts(root=root, euid=0, disk_free=lambda p: 100 << 30,
                            which=lambda c: f"/usr/bin/{c}")
-    verdict = {c.name: c.ok for c in node.check(settings_for(site), facts)}
+    verdict = {c.name: c.ok for c in node_checks.check(settings_for(site), facts)}
     assert verdict | {"kvm": True} == {n: True for n in verdict}
 
     requests = len(site["server"].requests)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dsvm import cache, images, node, profile
+from dsvm import cache, images, node, node_checks, profile
 from dsvm.errors import UsageError
 
 SHA = "a" * 40
@@ -74,7 +74,7 @@ def test_container_detection(tmp_path, files, kind):
     for rel, text in files.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_text(text)
-    assert node.container_kind(tmp_path) == kind
+    assert node_checks.container_kind(tmp_path) == kind
 
 
 def test_a_copy_of_this_machines_files_gives_the_same_verdict(tmp_path):
@@ -86,7 +86,7 @@ def test_a_copy_of_this_machines_files_gives_the_same_verdict(tmp_path):
             continue
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(data)
-    assert node.container_kind(tmp_path) == node.container_kind(Path("/"))
+    assert node_checks.container_kind(tmp_path) == node_checks.container_kind(Path("/"))
 
 
 # -- check-node on fake roots -----------------------------------------------------------------
@@ -128,14 +128,14 @@ def healthy_root(root: Path) -> None:
 
 def test_healthy_fake_node_passes_every_check(tmp_path):
     healthy_root(tmp_path)
-    checks = node.check(settings(tmp_path), facts(tmp_path))
+    checks = node_checks.check(settings(tmp_path), facts(tmp_path))
     assert [(c.name, c.ok) for c in checks if not c.ok] == []
     assert [c.name for c in checks] == ["disk", "kvm", "container", "users", "sudo",
                                         "git-cache", "git-cache-age", "images", "commands"]
 
 
 def test_empty_root_fails_with_a_fix_for_each(tmp_path):
-    checks = node.check(settings(tmp_path), facts(tmp_path, free_gb=10))
+    checks = node_checks.check(settings(tmp_path), facts(tmp_path, free_gb=10))
     failed = {c.name: c for c in checks if not c.ok}
     assert set(failed) == {"disk", "kvm", "users", "sudo", "git-cache", "images"}
     assert all(c.fix for c in failed.values())
@@ -149,7 +149,7 @@ def test_stale_cache_incomplete_repo_wrong_image_and_lxc(tmp_path):
     (tmp_path / "proc/1").mkdir(parents=True)
     (tmp_path / "proc/1/environ").write_text("container=lxc\0")
     late = __import__("time").time() + 200 * 3600
-    failed = {c.name: c for c in node.check(settings(tmp_path), facts(tmp_path, now=late))
+    failed = {c.name: c for c in node_checks.check(settings(tmp_path), facts(tmp_path, now=late))
               if not c.ok}
     assert set(failed) == {"git-cache", "git-cache-age", "images", "container"}
     assert "openstack/nova" in failed["git-cache"].detail
@@ -159,7 +159,7 @@ def test_stale_cache_incomplete_repo_wrong_image_and_lxc(tmp_path):
 def test_kvm_that_is_a_plain_file_fails(tmp_path):
     (tmp_path / "dev").mkdir()
     (tmp_path / "dev/kvm").write_text("")
-    kvm = [c for c in node.check(settings(tmp_path), facts(tmp_path)) if c.name == "kvm"][0]
+    kvm = [c for c in node_checks.check(settings(tmp_path), facts(tmp_path)) if c.name == "kvm"][0]
     assert not kvm.ok and "not a character device" in kvm.detail
 
 
