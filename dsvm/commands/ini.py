@@ -10,6 +10,9 @@ import argparse
 import sys
 
 from dsvm.commands import add_command
+from dsvm.errors import Problem, UsageError
+
+Edit = tuple[str, list[str]]  # (devstack function, its argv)
 
 # dsvm ini ACTION → devstack function (devstack's own names are accepted too)
 ACTIONS: dict[str, str] = {
@@ -51,7 +54,7 @@ last call's.
 """
 
 
-def register(sub: argparse._SubParsersAction, name: str) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> None:
     p = add_command(
         sub, name, help="iniset/iniget/... with devstack's arguments and results",
         description=DESCRIPTION,
@@ -68,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str]) -> int:
     """Run ``dsvm ini ACTION ARGS...``; return devstack's exit status."""
     from dsvm.devstack import ini
-    from dsvm.errors import UsageError
 
     if not argv:
         raise UsageError("dsvm ini: an action is required", hint="see: dsvm ini --help")
@@ -99,7 +101,6 @@ def _finish(session: object, stdout: str) -> None:
 
 def _apply(rest: list[str]) -> int:
     from dsvm.devstack import ini
-    from dsvm.errors import UsageError
 
     if not rest or len(rest) > 2:
         raise UsageError("usage: dsvm ini apply FILE [EDITS|-]")
@@ -127,7 +128,7 @@ def _apply(rest: list[str]) -> int:
     return rc
 
 
-def parse_edits(text: str, path: str, where: str) -> list[tuple[str, list[str]]]:
+def parse_edits(text: str, path: str, where: str) -> list[Edit]:
     """Edits (devstack function, argv) from the line or YAML format; UsageError names the line."""
     first = next((ln.strip() for ln in text.splitlines()
                   if ln.strip() and not ln.lstrip().startswith("#")), "")
@@ -135,9 +136,8 @@ def parse_edits(text: str, path: str, where: str) -> list[tuple[str, list[str]]]
         return _yaml_edits(text, path, where)
     import shlex
 
-    from dsvm.errors import Problem
-
-    edits, problems = [], []
+    edits: list[Edit] = []
+    problems: list[Problem] = []
     for lineno, line in enumerate(text.splitlines(), 1):
         try:
             words = shlex.split(line, comments=True)
@@ -151,10 +151,8 @@ def parse_edits(text: str, path: str, where: str) -> list[tuple[str, list[str]]]
     return _all_or_nothing(edits, problems, where)
 
 
-def _edit(fn: str, args: list[str], path: str, where: str) -> tuple[tuple[str, list[str]] | None, object]:
+def _edit(fn: str, args: list[str], path: str, where: str) -> tuple[Edit | None, Problem | None]:
     from dsvm.devstack import ini
-    from dsvm.errors import Problem
-
     if fn not in ini.FUNCTIONS:
         return None, Problem(where, f"unknown action {fn!r}",
                              hint="one of: " + ", ".join(ACTIONS))
@@ -162,8 +160,8 @@ def _edit(fn: str, args: list[str], path: str, where: str) -> tuple[tuple[str, l
     return (fn, (["-sudo"] if sudo else []) + [path] + args[int(sudo):]), None
 
 
-def _keep(found: tuple[tuple[str, list[str]] | None, object], edits: list, problems: list
-          ) -> None:
+def _keep(found: tuple[Edit | None, Problem | None], edits: list[Edit],
+          problems: list[Problem]) -> None:
     """File one parsed edit, or its problem."""
     edit, problem = found
     if problem:
@@ -172,20 +170,43 @@ def _keep(found: tuple[tuple[str, list[str]] | None, object], edits: list, probl
         edits.append(edit)
 
 
-def _all_or_nothing(edits: list, problems: list, where: str) -> list[tuple[str, list[str]]]:
+def _all_or_nothing(edits: list[Edit], problems: list[Problem], where: str) -> list[Edit]:
     """The edits when every one parsed; otherwise exit 2 listing every problem."""
-    from dsvm.errors import UsageError
 
     if problems:
         raise UsageError(f"{len(problems)} bad edit(s) in {where}; nothing was changed",
-                         problems=problems)
+                         problems=_grouped(problems, where))
     return edits
 
 
-def _yaml_edits(text: str, path: str, where: str) -> list[tuple[str, list[str]]]:
+FIRST_FEW = 5  # places named when many edits share one problem
+
+
+def _grouped(problems: list[Problem], where: str) -> list[Problem]:
+    """One problem per distinct message: a batch of 300 edits in the wrong format says so
+    once, with the count and the first few line numbers, not 300 times."""
+    groups: dict[tuple[str, str | None, str | None], list[Problem]] = {}
+    for problem in problems:
+        groups.setdefault((problem.message, problem.hint, problem.context), []).append(problem)
+    out = []
+    for (message, hint, context), same in groups.items():
+        if len(same) == 1:
+            out.append(same[0])
+            continue
+        places = [p.where.removeprefix(where).lstrip(":").strip() for p in same]
+        label = "lines"
+        if all(place.startswith("edit ") for place in places):
+            places, label = [place.removeprefix("edit ") for place in places], "edits"
+        shown = ", ".join(places[:FIRST_FEW]) + (
+            f" and {len(places) - FIRST_FEW} more" if len(places) > FIRST_FEW else "")
+        out.append(Problem(f"{where}: {label} {shown}", f"{message} ({len(same)} edits)",
+                           hint, context))
+    return out
+
+
+def _yaml_edits(text: str, path: str, where: str) -> list[Edit]:
     import yaml
 
-    from dsvm.errors import Problem, UsageError
 
     try:
         data = yaml.safe_load(text)
@@ -195,7 +216,8 @@ def _yaml_edits(text: str, path: str, where: str) -> list[tuple[str, list[str]]]
         data = data.get("edits")
     if not isinstance(data, list):
         raise UsageError(f"{where}: expected a list of edits")
-    edits, problems = [], []
+    edits: list[Edit] = []
+    problems: list[Problem] = []
     for k, item in enumerate(data, 1):
         label = f"{where}: edit {k}"
         if not isinstance(item, dict):

@@ -112,3 +112,31 @@ def test_localconf_refuses_command_substitution(tmp_path: Path, value: str) -> N
     result = dsvm("localconf", "merge", str(local_conf), "post-config", cwd=tmp_path, env=env)
     assert result.returncode == 2 and "refuses" in result.stderr
     assert not (tmp_path / "pwned").exists() and not (tmp_path / "nova.conf").exists()
+
+
+def test_a_bad_batch_is_said_once_with_the_count_and_the_first_line_numbers(tmp_path: Path
+                                                                           ) -> None:
+    conf = tmp_path / "c.conf"
+    conf.write_text("[a]\n")
+    bad = tmp_path / "edits.txt"  # 300 edits in the wrong format (crudini's, say)
+    bad.write_text("set a x 1\n" + "".join(f"--set c.conf a o{n} v\n" for n in range(300)))
+    result = dsvm("ini", "apply", str(conf), str(bad), cwd=tmp_path)
+    assert result.returncode == 2 and conf.read_text() == "[a]\n"
+    lines = result.stderr.splitlines()
+    assert len(lines) < 8, result.stderr
+    assert "300 bad edit(s)" in lines[0]
+    assert sum("unknown action '--set'" in line for line in lines) == 1
+    assert f"{bad}: lines 2, 3, 4, 5, 6 and 295 more: unknown action '--set' (300 edits)" \
+        in result.stderr
+
+
+def test_a_batch_with_different_problems_names_each(tmp_path: Path) -> None:
+    conf = tmp_path / "c.conf"
+    conf.write_text("[a]\n")
+    bad = tmp_path / "edits.yaml"
+    bad.write_text("- set: [a, x, 1]\n- explode: [a, b]\n- 42\n- 43\n")
+    result = dsvm("ini", "apply", str(conf), str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    assert f"{bad}: edit 2: unknown action 'explode'" in result.stderr
+    assert f"{bad}: edits 3, 4: an edit is a mapping such as {{set: [S, O, V]}} (2 edits)" \
+        in result.stderr
