@@ -18,8 +18,13 @@ smoke | smoke-serial | scenario | all | regex | none | a key of tempest.selectio
 tempest.include/include_file widen it, tempest.exclude/exclude_file (each with a reason)
 narrow it; exclusions are printed in the summary.
 
-exit: 0 all passed · 1 tests failed · 2 bad selection or checkout (or no test selected) ·
-124 time budget ran out (partial stream kept)"""
+Tempest environment (said in the output and the tempest log): tempest.stestr or
+tempest.venv when set, else the first of <checkout>/.tox/tempest, $DEST/data/venv and the
+stestr on PATH whose python imports Tempest. --list runs no test, so it works without the
+tempest user (as the current user).
+
+exit: 0 all passed · 1 tests failed · 2 bad selection or checkout (or no test selected,
+or a plugin the environment lacks) · 124 time budget ran out (partial stream kept)"""
 
 
 def register(sub: argparse._SubParsersAction, name: str) -> None:
@@ -30,6 +35,9 @@ def register(sub: argparse._SubParsersAction, name: str) -> None:
                 "  dsvm tempest --regex 'tempest\\.api\\.volume' --serial --timeout 3600")
     p.add_argument("--tempest-dir", metavar="DIR",
                    help="Tempest checkout with a .stestr.conf (default $BASE/new/tempest)")
+    p.add_argument("--tempest-venv", metavar="VENV",
+                   help="venv with Tempest and its plugins (default: the first of "
+                        "<checkout>/.tox/tempest, $DEST/data/venv, PATH that imports Tempest)")
     p.add_argument("--workspace", metavar="DIR",
                    help="job directory for the stream and logs (default $WORKSPACE or .)")
     p.add_argument("--list", action="store_true",
@@ -56,7 +64,8 @@ def register(sub: argparse._SubParsersAction, name: str) -> None:
 def options(args: argparse.Namespace) -> dict[str, object]:
     """Command-line options as dotted settings keys (None = not given)."""
     selection = args.selection or ("regex" if args.regex else None)
-    return {"tempest.dir": args.tempest_dir, "tempest.selection": selection,
+    return {"tempest.dir": args.tempest_dir, "tempest.venv": args.tempest_venv,
+            "tempest.selection": selection,
             "tempest.regex": args.regex, "tempest.concurrency": args.concurrency,
             "tempest.serial": True if args.serial else None,
             "tempest.test_timeout": args.test_timeout, "tempest.user": args.user}
