@@ -12,11 +12,13 @@ import argparse
 HELP_FORMAT = argparse.RawDescriptionHelpFormatter
 
 
-def add_command(subparsers: argparse._SubParsersAction, name: str, *, help: str,
-                description: str, example: str) -> argparse.ArgumentParser:
+def add_command(subparsers: argparse._SubParsersAction[argparse.ArgumentParser], name: str, *,
+                help: str, description: str, example: str) -> argparse.ArgumentParser:
     """Add a subcommand whose --help shows a description and an example."""
-    return subparsers.add_parser(name, help=help, description=description,
-                                 epilog=f"example:\n  {example}", formatter_class=HELP_FORMAT)
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        name, help=help, description=description, epilog=f"example:\n  {example}",
+        formatter_class=HELP_FORMAT)
+    return parser
 
 
 def add_json(parser: argparse.ArgumentParser) -> None:

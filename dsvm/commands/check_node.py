@@ -7,7 +7,7 @@ import argparse
 from dsvm.commands import add_command, add_json
 
 
-def register(sub: argparse._SubParsersAction, name: str) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> None:
     p = add_command(
         sub, name, help="preflight the node (disk, kvm, users, git cache, images)",
         description="Check that this node can run a job: free disk (node.min_disk_gb), "
