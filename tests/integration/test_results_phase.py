@@ -17,7 +17,7 @@ from tests.fixtures.results_streams import results_streams  # noqa: F401 - fixtu
 
 def make_ctx(tmp_path, env_extra: dict[str, str], subunit=None):
     env = {"HOME": str(tmp_path / "home"), "ZUUL_CHANGE": "4711", "ZUUL_PATCHSET": "3",
-           "ZUUL_PIPELINE": "check", "ZUUL_COMMIT": "abc123", "JOB_NAME": "vendor-dsvm",
+           "ZUUL_PIPELINE": "check", "ZUUL_COMMIT": "abc123" + "0" * 34, "JOB_NAME": "vendor-dsvm",
            "BUILD_URL": "https://ci.example/job/7/", **env_extra}
     settings = profile.resolve("base", env)
     settings.set("tempest.known_failures",
@@ -47,7 +47,7 @@ def test_phase_writes_every_artefact_and_stores_metadata(tmp_path, results_strea
     assert {k: run.meta[k] for k in ("zuul_change", "zuul_patchset", "zuul_pipeline",
                                      "zuul_commit", "job_name", "build_url", "profile")} == {
         "zuul_change": "4711", "zuul_patchset": "3", "zuul_pipeline": "check",
-        "zuul_commit": "abc123", "job_name": "vendor-dsvm",
+        "zuul_commit": "abc123" + "0" * 34, "job_name": "vendor-dsvm",
         "build_url": "https://ci.example/job/7/", "profile": "base"}
     assert run.meta["node"]
     json.dumps(result.outputs)  # the state file must be able to record it
