@@ -459,7 +459,7 @@ def _pump(child: subprocess.Popen[bytes], sink: _Sink, timeout: float | None,
     streams = {child.stdout: "out", child.stderr: "err"}
     deadline = start + timeout if timeout is not None else None
     timed_out = exited = reaped = False
-    with selectors.DefaultSelector() as sel:
+    with selectors.PollSelector() as sel:  # no epoll fd to create: one poll(2) per wait
         for pipe, name in streams.items():
             if pipe is not None:
                 sel.register(pipe, selectors.EVENT_READ, name)
