@@ -160,13 +160,17 @@ def literal_spans(data: bytes, literals: Sequence[bytes]) -> list[tuple[int, int
         size = len(lit)
         i = data.find(lit)
         while i >= 0:
-            end = i + size
-            if (end >= n or data[end] not in WORD) and (
-                    i == 0 or data[i - 1] not in WORD
-                    or (data[i - 2:i] == b"-p" and (i < 3 or data[i - 3] in _SPACE))):
-                found.append((i, end))
+            if whole_token(data, i, i + size, n):
+                found.append((i, i + size))
             i = data.find(lit, i + 1)
     return found
+
+
+def whole_token(data: bytes, i: int, end: int, n: int) -> bool:
+    """Whether ``data[i:end]`` (of ``n`` bytes) is not inside a longer word."""
+    return (end >= n or data[end] not in WORD) and (
+        i == 0 or data[i - 1] not in WORD
+        or (data[i - 2:i] == b"-p" and (i < 3 or data[i - 3] in _SPACE)))
 
 
 def merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

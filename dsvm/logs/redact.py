@@ -42,7 +42,7 @@ MAX_LINE = 8 << 20  # a "line" longer than this is cut anyway (bounded memory)
 
 # Values that say "no secret here"; redacting them only hurts readability.
 _EMPTY_VALUES = {b"none", b"null", b"true", b"false", b"<none>", b"''", b'""', b"-"}
-_IDENT = frozenset(b"abcdefghijklmnopqrstuvwxyz0123456789_.-")
+_IDENT = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
 _SEP = rb"[\"']?[ \t]*[:=][ \t]*"
 _VALUE = rb"(?:\"([^\"\n]*)\"|'([^'\n]*)'|([^\s\"',;&}\]\)\{\[]+))"
@@ -87,6 +87,45 @@ KEY_TRIGGER = b"-----begin "  # in every private-key BEGIN line (the one multi-l
 _KEY_BEGIN = re.compile(rb"-----begin [a-z0-9 ]*private key-----")
 _KEY_END = re.compile(rb"-----end [a-z0-9 ]*private key-----")
 
+# The hyperscan engine: one pass over the chunk for every rule's lead (the pattern up to its
+# value, case-insensitive) and every literal; each rule then runs anchored, case-insensitive,
+# at the starts found. ~10x the find engine; the find engine is used without hyperscan.
+try:
+    import hyperscan as _hs
+except ImportError:  # pragma: no cover - an optional accelerator
+    _hs = None  # type: ignore[assignment]
+_LEAD = {
+    _ASSIGN_PASSWORD: rb"passw(?:or)?d" + _SEP, _ASSIGN_ADMINPASS: rb"adminpass" + _SEP,
+    _ASSIGN_SECRET: rb"secret(?:_key|_access_key)?" + _SEP, _ASSIGN_TOKEN: rb"token" + _SEP,
+    _ASSIGN_APIKEY: rb"api_?key" + _SEP, _AUTH: rb"authorization" + _SEP,
+    _HEADER: rb"x-(?:auth|subject|service|storage)-token" + _SEP,
+    _AUTH_KEY: rb"x-auth-key" + _SEP,
+    _FLAG: rb"--[a-z0-9_-]*password(?:[ \t]|=)", _URL: rb"://[^\s:/@'\"]*:[^\s@/'\"]+@",
+}
+_CASELESS = {rx: re.compile(rx.pattern, re.IGNORECASE) for rx in _LEAD}
+ASSIGNS_ANY_CASE = frozenset(_CASELESS[rx] for rx in ASSIGNS)
+_HS_CACHE: dict[tuple[bytes, ...], tuple[object, object]] = {}
+ENGINE = "hyperscan" if _hs is not None else "find"
+
+
+def _database(literals: tuple[bytes, ...]) -> tuple[object, object]:
+    """The compiled hyperscan database (and scratch) for the rules plus these literals:
+    ids 0..len(_LEAD)-1 are the rules, then one per literal, then the key trigger."""
+    if literals not in _HS_CACHE:
+        assert _hs is not None
+        leads = list(_LEAD.values())
+        exprs = leads + [re.escape(lit) for lit in literals] + [re.escape(KEY_TRIGGER)]
+        caseless = _hs.HS_FLAG_CASELESS | _hs.HS_FLAG_SOM_LEFTMOST
+        flags = [caseless] * len(leads) + [_hs.HS_FLAG_SOM_LEFTMOST] * len(literals) \
+            + [caseless]
+        db = _hs.Database(mode=_hs.HS_MODE_BLOCK)
+        db.compile(expressions=exprs, ids=list(range(len(exprs))), elements=len(exprs),
+                   flags=flags)
+        if len(_HS_CACHE) >= 8:  # one redactor per collection: a few databases at most
+            _HS_CACHE.pop(next(iter(_HS_CACHE)))
+        _HS_CACHE[literals] = (db, _hs.Scratch(db))
+    return _HS_CACHE[literals]
+
 
 @dataclass(frozen=True)
 class Redactor:
@@ -101,9 +140,13 @@ class Redactor:
         return cls(tuple(v.encode() for v in secrets.usable(values)),
                    options if options is not None else secrets.secret_options())
 
-    def spans(self, chunk: bytes, assigns: bool = True) -> list[tuple[int, int]]:
+    def spans(self, chunk: bytes, assigns: bool = True,
+              engine: str = "") -> list[tuple[int, int]]:
         """Byte ranges of ``chunk`` that are secret, merged and sorted. ``assigns=False``
-        leaves ``name = value`` to a config file's ``ConfigScan`` (which knows sections)."""
+        leaves ``name = value`` to a config file's ``ConfigScan`` (which knows sections).
+        ``engine``: hyperscan (when installed) or find; both find the same spans."""
+        if (engine or ENGINE) == "hyperscan" and chunk:
+            return self._scanned_spans(chunk, assigns)
         found = literal_spans(chunk, self.literals)
         low = chunk.lower()
         for rx, triggers in ANCHORED:
@@ -121,6 +164,32 @@ class Redactor:
             found.extend(self.value_spans(_URL, low, start, end))
         if KEY_TRIGGER in low:
             found.extend(_key_spans(low))
+        return merge(found)
+
+    def _scanned_spans(self, chunk: bytes, assigns: bool) -> list[tuple[int, int]]:
+        db, scratch = _database(self.literals)
+        starts: list[list[int]] = [[] for _ in range(len(_LEAD) + len(self.literals) + 1)]
+
+        def on(id_: int, start: int, end: int, flags: int, context: object) -> None:
+            starts[id_].append(start)
+
+        db.scan(chunk, match_event_handler=on, scratch=scratch)  # type: ignore[attr-defined]
+        found: list[tuple[int, int]] = []
+        size = len(chunk)
+        for k, lit in enumerate(self.literals):
+            for i in sorted(set(starts[len(_LEAD) + k])):
+                if secrets.whole_token(chunk, i, i + len(lit), size):
+                    found.append((i, i + len(lit)))
+        for n, rx in enumerate(_LEAD):
+            if not starts[n] or (not assigns and rx in ASSIGNS):
+                continue
+            hits = sorted(set(starts[n]))
+            if rx is _FLAG:  # any value, even "none", goes
+                found.extend(m.span(1) for m in _matches(_CASELESS[rx], chunk, hits))
+            else:
+                found.extend(self._anchored_spans(_CASELESS[rx], chunk, hits))
+        if starts[-1]:
+            found.extend(_key_spans(chunk.lower()))
         return merge(found)
 
     def redact(self, chunk: bytes, config: ConfigScan | None = None) -> tuple[bytes, int]:
@@ -143,19 +212,8 @@ class Redactor:
         of ``rx`` starts at a trigger offset, so trying those offsets (skipping any inside
         the previous match) finds the same matches.
         """
-        spans = []
-        resume = 0
-        match = rx.match
-        for i in hits:
-            if i < resume:
-                continue
-            m = match(low, i)
-            if m is not None:
-                span = self._span(m, low)
-                if span is not None:
-                    spans.append(span)
-                resume = m.end()
-        return spans
+        return [span for m in _matches(rx, low, hits)
+                if (span := self._span(m, low)) is not None]
 
     def value_spans(self, rx: re.Pattern[bytes], low: bytes, pos: int = 0,
                     endpos: int | None = None) -> list[tuple[int, int]]:
@@ -165,29 +223,46 @@ class Redactor:
         return [span for m in rx.finditer(low, pos, end)
                 if (span := self._span(m, low)) is not None]
 
-    def _span(self, m: re.Match[bytes], low: bytes) -> tuple[int, int] | None:
-        if m.re in ASSIGNS and not self._secret_name(m, low):
+    def _span(self, m: re.Match[bytes], data: bytes) -> tuple[int, int] | None:
+        if (m.re in ASSIGNS or m.re in ASSIGNS_ANY_CASE) and not self._secret_name(m, data):
             return None
-        return _value_span(m, low)
+        return _value_span(m, data)
 
-    def _secret_name(self, m: re.Match[bytes], low: bytes) -> bool:
+    def _secret_name(self, m: re.Match[bytes], data: bytes) -> bool:
         """Whether the name whose end ``m`` matched holds a secret: its whole identifier
         (``keystone_authtoken.password``, ``"ADMIN_PASSWORD"``) read back from the match."""
         start = m.start()
-        while start > 0 and low[start - 1] in _IDENT:
+        while start > 0 and data[start - 1] in _IDENT:
             start -= 1
-        if start > 0 and low[start - 1] == 0x3A:  # ':' — "identity:change_password"
+        if start > 0 and data[start - 1] == 0x3A:  # ':' — "identity:change_password"
             return False
         end = m.start()
-        while end < len(low) and low[end] in _IDENT:
+        while end < len(data) and data[end] in _IDENT:
             end += 1
-        ident = low[start:end]
+        ident = data[start:end].lower()
         section, _, name = ident.decode("ascii").strip(".-").rpartition(".")
         if name in self.options.names:
             return self.options.is_secret(section or None, name)
-        if m.re is _ASSIGN_TOKEN:
+        if m.re.pattern == _ASSIGN_TOKEN.pattern:
             return name.replace("-", "_") in TOKEN_NAMES
         return True
+
+
+def _matches(rx: re.Pattern[bytes], data: bytes, hits: list[int]) -> list[re.Match[bytes]]:
+    """What ``rx.finditer(data)`` finds when each of its matches starts at one of ``hits``
+    (sorted): finditer tries offsets left to right and resumes after a match, so trying
+    those offsets, skipping any inside the previous match, finds the same matches."""
+    out = []
+    resume = 0
+    match = rx.match
+    for i in hits:
+        if i < resume:
+            continue
+        m = match(data, i)
+        if m is not None:
+            out.append(m)
+            resume = m.end()
+    return out
 
 
 def _offsets(low: bytes, needle: bytes) -> list[int]:
@@ -219,7 +294,7 @@ def _value_span(m: re.Match[bytes], low: bytes) -> tuple[int, int] | None:
         start, end = m.span(group)
         if start < 0 or start == end:
             continue
-        value = low[start:end]
+        value = low[start:end].lower()
         if value in _EMPTY_VALUES or value.startswith((b"***", b"{sha")):
             return None
         return start, end

@@ -221,18 +221,23 @@ FRAGMENTS = [
 ]
 
 
+ENGINES = ["find", *(["hyperscan"] if redact.ENGINE == "hyperscan" else [])]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("seed", range(40))
-def test_prefilter_equals_whole_chunk_scan_on_random_text(seed: int) -> None:
+def test_prefilter_equals_whole_chunk_scan_on_random_text(seed: int, engine: str) -> None:
     import random
 
     rng = random.Random(seed)
     text = "".join(rng.choice(FRAGMENTS) for _ in range(rng.randint(50, 600)))
     chunk = text.encode("utf-8", "surrogateescape")
     r = Redactor.of(["Lit3ral-Secret", "s3cr3t-value"])
-    assert r.spans(chunk) == reference_spans(r, chunk)
+    assert r.spans(chunk, engine=engine) == reference_spans(r, chunk)
 
 
-def test_prefilter_equals_whole_chunk_scan_on_the_fake_node(tmp_path) -> None:
+@pytest.mark.parametrize("engine", ENGINES)
+def test_prefilter_equals_whole_chunk_scan_on_the_fake_node(tmp_path, engine: str) -> None:
     """Every text file of the fake node tree, in streaming-sized pieces: same spans, and no
     line holding a seeded secret leaves the redactor unchanged."""
     import gzip
@@ -256,7 +261,7 @@ def test_prefilter_equals_whole_chunk_scan_on_the_fake_node(tmp_path) -> None:
         if b"\x00" in data:
             continue
         for piece in _pieces(data, 4096):
-            assert r.spans(piece) == reference_spans(r, piece), path
+            assert r.spans(piece, engine=engine) == reference_spans(r, piece), path
         out, _ = r.redact(data)
         assert not [s for s in seeded if s in out], path
         for line in data.splitlines():  # key bodies are secret only between BEGIN and END
@@ -406,3 +411,11 @@ def test_refused_secrets_are_reported_without_their_value() -> None:
 ])
 def test_more_forms(line: str, expected: str) -> None:
     assert red(line)[0] == expected
+
+
+def test_the_fast_engine_is_installed() -> None:
+    if redact.ENGINE != "hyperscan":
+        pytest.skip("hyperscan is not installed (pyproject's dependency; .ci/run installs it)")
+    r = Redactor.of(["Lit3ral-Secret"])
+    line = b"password=pw1 Lit3ral-Secret http://u:pw3@h\n"
+    assert r.spans(line, engine="hyperscan") == r.spans(line, engine="find")
