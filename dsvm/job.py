@@ -1,8 +1,9 @@
 """The gate job: phases strung together, hooks, the state file, signals, the verdict.
 
-``plan()`` is pure: settings, environment, the state of an earlier run and which phase modules
-exist become a frozen ``JobPlan`` (steps, hooks, budget) that ``dsvm run --plan`` prints.
-``run()`` executes it: each phase module's ``run_phase(ctx)`` in order, devstack-gate's hooks
+``plan()`` is pure: settings, environment and the state of an earlier run become a frozen
+``JobPlan`` (steps, hooks, budget) that ``dsvm run --plan`` prints, with each phase's own
+``plan_phase(ctx)`` (``phase_plans()``). ``run()`` executes it: each phase's
+``run_phase(ctx)`` (imported below, one table) in order, devstack-gate's hooks
 (exported shell functions, spec §8) and the profile's argv hooks around them, the state file
 ``<workspace>/.dsvm/state.json`` rewritten atomically after every step, SIGINT/SIGTERM forwarded
 to the running process groups, a watchdog that kills them when the budget runs out, and log
@@ -11,21 +12,21 @@ collection with its own budget whatever happened before. Phase logic never lives
 
 from __future__ import annotations
 
-import importlib
 import json
 import signal
 import threading
 import time
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from dsvm import budget as budget_mod
-from dsvm import fsutil, proc
+from dsvm import fsutil, logs, proc, tempest, workspace
 from dsvm.compliance import phase as compliance
+from dsvm.devstack import configure, stack
 from dsvm.errors import (
     EXIT_INFRA,
     EXIT_INTERRUPTED,
@@ -34,7 +35,6 @@ from dsvm.errors import (
     EXIT_TERMINATED,
     EXIT_TESTS_FAILED,
     EXIT_TIMEOUT,
-    EXIT_USAGE,
     DsvmError,
     Problem,
     UsageError,
@@ -42,10 +42,17 @@ from dsvm.errors import (
     failure_from,
 )
 from dsvm.phase import PHASES, JobContext, PhaseResult
+from dsvm.profile import Settings
+from dsvm.results import phase as results
 
-MODULES = {"workspace": "dsvm.workspace", "configure": "dsvm.devstack.configure",
-           "stack": "dsvm.devstack.stack", "tempest": "dsvm.tempest",
-           "results": "dsvm.results.phase", "logs": "dsvm.logs"}
+# The phases, in PHASES order: what runs each, and what shows its plan under --plan.
+RUN_PHASE: dict[str, Callable[[JobContext], PhaseResult]] = {
+    "workspace": workspace.run_phase, "configure": configure.run_phase,
+    "stack": stack.run_phase, "tempest": tempest.run_phase, "results": results.run_phase,
+    "logs": logs.run_phase}
+PLAN_PHASE: dict[str, Callable[[JobContext], dict[str, Any]]] = {
+    "workspace": workspace.plan_phase, "configure": configure.plan_phase,
+    "tempest": tempest.plan_phase}
 HOOKS = ("pre_test", "gate", "post_test")
 REPLACED_BY_GATE = ("configure", "stack", "tempest")
 STATE_VERSION = 1
@@ -79,7 +86,6 @@ class Step:
     hooks: tuple[Hook, ...] = ()
     selected: bool = True
     why: str = ""
-    available: bool = True
 
 
 @dataclass(frozen=True)
@@ -127,9 +133,8 @@ def find_hooks(env: Mapping[str, str], profile_hooks: Mapping[str, Any],
     return found
 
 
-def plan(settings: Any, env: Mapping[str, str], *, from_phase: str | None = None,
-         to_phase: str | None = None, state: Mapping[str, Any] | None = None,
-         available: Mapping[str, bool] | None = None) -> JobPlan:
+def plan(settings: Settings, env: Mapping[str, str], *, from_phase: str | None = None,
+         to_phase: str | None = None, state: Mapping[str, Any] | None = None) -> JobPlan:
     """Return the JobPlan; raise UsageError for a bad range, hooks or budget."""
     first, last = from_phase or PHASES[0], to_phase or PHASES[-1]
     lo, hi = PHASES.index(first), PHASES.index(last)
@@ -139,7 +144,6 @@ def plan(settings: Any, env: Mapping[str, str], *, from_phase: str | None = None
     job_budget = budget_mod.from_settings(settings)
     origins = {h: settings.origin(f"hooks.{h}") for h in HOOKS}
     hooks = find_hooks(env, settings.section("hooks"), origins)
-    available = available or {}
     in_range = {p: lo <= i <= hi for i, p in enumerate(PHASES)}
     steps: list[Step] = []
     for name in PHASES:
@@ -149,20 +153,19 @@ def plan(settings: Any, env: Mapping[str, str], *, from_phase: str | None = None
                 steps.append(Step("gate_hook", "hook", None, hooks["gate"],
                                   any(in_range[p] for p in REPLACED_BY_GATE),
                                   "replaces configure, stack and tempest"))
-            steps.append(Step(name, "phase", MODULES[name], (), False,
-                              "replaced by gate_hook", available.get(name, True)))
+            steps.append(Step(name, "phase", RUN_PHASE[name].__module__, (), False,
+                              "replaced by gate_hook"))
         else:
             if name == "configure":
                 steps.append(_pre_test_step(hooks, in_range))
-            steps.append(Step(name, "phase", MODULES[name], (), in_range[name],
-                              "" if in_range[name] else "outside --from/--to",
-                              available.get(name, True)))
+            steps.append(Step(name, "phase", RUN_PHASE[name].__module__, (), in_range[name],
+                              "" if in_range[name] else "outside --from/--to"))
         if name == "tempest":
             steps.append(Step("post_test_hook", "hook", None, hooks["post_test"],
                               bool(hooks["post_test"]) and in_range["tempest"],
                               "after the tests, only if everything before passed"))
     return JobPlan(tuple(steps), job_budget, first, last,
-                   tuple(_warnings(first, state or {}, available)))
+                   tuple(_warnings(first, state or {})))
 
 
 def _pre_test_step(hooks: Mapping[str, tuple[Hook, ...]], in_range: Mapping[str, bool]) -> Step:
@@ -170,7 +173,7 @@ def _pre_test_step(hooks: Mapping[str, tuple[Hook, ...]], in_range: Mapping[str,
                 bool(hooks["pre_test"]) and in_range["configure"], "before configure")
 
 
-def _warnings(first: str, state: Mapping[str, Any], available: Mapping[str, bool]) -> list[str]:
+def _warnings(first: str, state: Mapping[str, Any]) -> list[str]:
     out = []
     phases = state.get("phases", {}) if isinstance(state, Mapping) else {}
     for name in PHASES[:PHASES.index(first)]:
@@ -180,22 +183,17 @@ def _warnings(first: str, state: Mapping[str, Any], available: Mapping[str, bool
         if rec.get("status") != "ok":
             out.append(f"--from {first}: {name} has not succeeded in this workspace "
                        f"(state.json: {rec.get('status', 'never ran')})")
-    out += [f"phase module {MODULES[n]} is not installed: {n} will be reported as missing"
-            for n, ok in available.items() if not ok]
     return out
 
 
-def available_modules() -> dict[str, bool]:
-    """Which phase modules can be imported (a fact; the plan stays pure)."""
-    import importlib.util
+def phase_plans(the_plan: JobPlan, ctx: JobContext) -> dict[str, Any]:
+    """What each selected phase would do, from its own ``plan_phase(ctx)`` (changes nothing).
 
-    out = {}
-    for name, module in MODULES.items():
-        try:
-            out[name] = importlib.util.find_spec(module) is not None
-        except ModuleNotFoundError:
-            out[name] = False
-    return out
+    Bad input found here (a malformed ZUUL_* value, a bad backend) fails the plan with exit 2,
+    as the job would.
+    """
+    return {s.name: PLAN_PHASE[s.name](ctx) for s in the_plan.steps
+            if s.selected and s.name in PLAN_PHASE}
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,7 +286,7 @@ class Record:
     """What one step did, as recorded in the state file and the summary."""
 
     name: str
-    status: str = "skipped"  # ok | failed | skipped | missing | interrupted | timed out
+    status: str = "skipped"  # ok | failed | skipped | interrupted | timed out
     exit_code: int | None = None
     seconds: float = 0.0
     summary: str = ""
@@ -407,12 +405,10 @@ def _execute(step: Step, ctx: JobContext, guard: Guard) -> Record:
     t0 = time.monotonic()
     ctx.ui.phase_started(step.name, step.why)
     try:
-        result = _run_hooks(step, ctx) if step.kind == "hook" else _run_module(step, ctx)
+        result = _run_hooks(step, ctx) if step.kind == "hook" else RUN_PHASE[step.name](ctx)
         rec.exit_code, rec.outputs, rec.summary = result.exit_code, result.outputs, \
             result.summary
         rec.status = "ok" if result.exit_code == EXIT_OK else "failed"
-    except _Missing as exc:
-        rec.status, rec.exit_code, rec.summary = "missing", EXIT_USAGE, str(exc)
     except DsvmError as exc:
         rec.status, rec.exit_code, rec.summary = "failed", exc.exit_code, exc.message
         rec.outputs = dict(getattr(exc, "outputs", {}) or {})
@@ -436,27 +432,6 @@ def _execute(step: Step, ctx: JobContext, guard: Guard) -> Record:
     ctx.outputs[step.name] = rec.outputs
     ctx.ui.phase_ended(step.name, rec.status, rec.seconds, rec.summary)
     return rec
-
-
-class _Missing(Exception):
-    """A phase module that is not installed (reported, never faked)."""
-
-
-def _run_module(step: Step, ctx: JobContext) -> PhaseResult:
-    assert step.module is not None
-    try:
-        module = importlib.import_module(step.module)
-    except ModuleNotFoundError as exc:
-        if exc.name and step.module.startswith(exc.name):
-            raise _Missing(f"phase module {step.module} is not installed in this dsvm") from exc
-        raise
-    run_phase = getattr(module, "run_phase", None)
-    if run_phase is None:
-        raise _Missing(f"{step.module} has no run_phase(ctx) yet")
-    result = run_phase(ctx)
-    if not isinstance(result, PhaseResult):
-        raise TypeError(f"{step.module}.run_phase returned {type(result).__name__}")
-    return result
 
 
 def hook_env(ctx: JobContext) -> dict[str, str]:
@@ -659,7 +634,7 @@ def plan_json(the_plan: JobPlan, settings: Any) -> dict[str, Any]:
     for step in the_plan.steps:
         steps.append({
             "name": step.name, "kind": step.kind, "module": step.module,
-            "selected": step.selected, "why": step.why, "available": step.available,
+            "selected": step.selected, "why": step.why, "available": True,
             "hooks": [{"kind": h.kind, "argv": list(h.argv), "source": h.source}
                       for h in step.hooks],
             "inputs": {k: shown[k] for k in INPUTS.get(step.name, ()) if k in shown},

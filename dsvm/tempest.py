@@ -143,6 +143,11 @@ def plan(ctx: JobContext) -> Selection:
     return select(settings, read_lists(settings))
 
 
+def plan_phase(ctx: JobContext) -> dict[str, Any]:
+    """For ``dsvm run --plan``: the selection the phase will run (``plan()``)."""
+    return plan(ctx).as_json()
+
+
 def select(settings: Settings, lists: Mapping[str, str] | None = None,
            cpus: int | None = None) -> Selection:
     """Return the Selection the settings ask for; raise UsageError listing every problem.

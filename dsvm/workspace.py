@@ -708,6 +708,14 @@ def _link_or_copy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> N
 # ----------------------------------------------------------------------------------------------
 # The phase
 
+def plan_phase(ctx: JobContext) -> dict[str, Any]:
+    """For ``dsvm run --plan``: which commit each project gets and why (reads the cache only)."""
+    import dataclasses
+
+    result = run_phase(dataclasses.replace(ctx, plan_only=True))
+    return {"projects": result.outputs["projects"], "zuul": result.outputs["zuul"]}
+
+
 def run_phase(ctx: JobContext) -> PhaseResult:
     """Plan (and unless ctx.plan_only, apply) the workspace; outputs {"projects", "zuul"}."""
     from dsvm import git as gitmod

@@ -10,7 +10,7 @@ from dsvm.commands import add_command, add_json
 STEPS = ("users", "repos", "images", "pip-cache", "packages")
 
 
-def register(sub: argparse._SubParsersAction, name: str) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> None:
     p = add_command(
         sub, name, help="cache git repos, images and packages on a node image",
         description="Run during node image build (as root): mirror every git repository the "

@@ -9,7 +9,7 @@ import os
 from dsvm.commands import add_command, add_json
 
 
-def register(sub: argparse._SubParsersAction, name: str) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> None:
     p = add_command(
         sub, name, help="list profiles; show one fully resolved",
         description="list: the profiles found and where. show [NAME]: every setting after "

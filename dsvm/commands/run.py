@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING, Any
 
 from dsvm.commands import add_command, add_json
 from dsvm.commands.workspace import add_zuul_vars
 
-PHASES = ["workspace", "configure", "stack", "tempest", "results", "logs"]
+if TYPE_CHECKING:
+    from dsvm.console import Ui
+    from dsvm.job import JobPlan
 
 
-def register(sub: argparse._SubParsersAction, name: str) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> None:
+    from dsvm.phase import PHASES
+
     p = add_command(
         sub, name, help="run the whole gate job (drop-in for devstack-vm-gate-wrap.sh)",
         description="Run the phases workspace, configure, stack, tempest, results, logs with "
@@ -29,8 +34,8 @@ def register(sub: argparse._SubParsersAction, name: str) -> None:
     p.add_argument("--plan", action="store_true",
                    help="print every phase with its resolved inputs and the budget split; "
                         "change nothing (secrets masked)")
-    p.add_argument("--from", dest="from_phase", choices=PHASES, help="first phase to run")
-    p.add_argument("--to", dest="to_phase", choices=PHASES, help="last phase to run")
+    p.add_argument("--from", dest="from_phase", choices=list(PHASES), help="first phase to run")
+    p.add_argument("--to", dest="to_phase", choices=list(PHASES), help="last phase to run")
     p.add_argument("--workspace", metavar="DIR",
                    help="job directory (default $WORKSPACE or the current directory)")
     add_zuul_vars(p)
@@ -53,11 +58,10 @@ def run(args: argparse.Namespace) -> int:
     ctx.job  # noqa: B018 -- the job's Zuul input resolved once, bad input exits 2 up front
     state = job.load_state(ctx.dsvm_log_dir / "state.json")
     the_plan = job.plan(settings, os.environ, from_phase=args.from_phase,
-                        to_phase=args.to_phase, state=state,
-                        available=job.available_modules())
+                        to_phase=args.to_phase, state=state)
     if args.plan:
         data = job.plan_json(the_plan, settings)
-        data["phases"] = _phase_plans(ctx, the_plan, quiet=args.json)
+        data["phases"] = job.phase_plans(the_plan, ctx)
         if args.json:
             print(json.dumps(data, indent=2))
         else:
@@ -78,36 +82,8 @@ def run(args: argparse.Namespace) -> int:
     return outcome.exit_code
 
 
-def _phase_plans(ctx, the_plan, *, quiet: bool) -> dict:  # type: ignore[no-untyped-def]
-    """What the selected phases would do, decided without changing anything.
-
-    The workspace plan (which commit each project gets, and why) reads the git cache only;
-    local.conf and the Tempest selection are pure renderings of the settings. Bad input found
-    here (a malformed ZUUL_* value, a bad backend) fails the plan with exit 2, as the job would.
-    """
-    import dataclasses
-
-    from dsvm import tempest, workspace
-    from dsvm.devstack import localconf
-
-    selected = {s.name for s in the_plan.steps if s.selected}
-    out: dict = {}
-    if "workspace" in selected:
-        # Under --json, ctx.ui is already console.json_mode()'s (stdout carries the JSON).
-        plan_ctx = dataclasses.replace(ctx, plan_only=True)
-        result = workspace.run_phase(plan_ctx)
-        out["workspace"] = {"projects": result.outputs["projects"],
-                            "zuul": result.outputs["zuul"]}
-    if "configure" in selected:
-        conf = localconf.render(ctx.settings, job=ctx.job)
-        out["configure"] = {"local_conf": conf.masked(), "backends": list(conf.backends)}
-    if "tempest" in selected:
-        out["tempest"] = tempest.plan(ctx).as_json()
-    return out
-
-
-def _show_phase_plans(ui, phases: dict) -> None:  # type: ignore[no-untyped-def]
-    from dsvm.commands.workspace import _show_plan as show_workspace
+def _show_phase_plans(ui: Ui, phases: dict[str, Any]) -> None:
+    from dsvm.commands.workspace import show_plan as show_workspace
 
     if "workspace" in phases:
         show_workspace(ui, phases["workspace"])
@@ -122,19 +98,20 @@ def _show_phase_plans(ui, phases: dict) -> None:  # type: ignore[no-untyped-def]
                            + (" (serial)" if p["serial"] else "") for p in sel["passes"])
         ui.info(f"tempest selection {sel['name']} ({sel['why']}), concurrency "
                 f"{sel['concurrency']}: {passes}")
+        env = sel.get("environment") or {}
+        ui.info(f"  tempest environment: {env.get('why')}")
         for ex in sel["exclude"]:
             ui.info(f"  excluded {ex['regex']}: {ex['reason']}")
 
 
-def _show_plan(ui, data: dict, the_plan) -> None:  # type: ignore[no-untyped-def]
+def _show_plan(ui: Ui, data: dict[str, Any], the_plan: JobPlan) -> None:
     from dsvm.budget import fmt_seconds
 
     ui.table(f"time budget ({data['budget']['source']})", ["item", "time", "meaning"],
              the_plan.budget.rows())
     rows = []
     for step in data["steps"]:
-        status = ("run" if step["selected"] else "skip") + ("" if step["available"]
-                                                            else " (module missing)")
+        status = "run" if step["selected"] else "skip"
         inputs = [f"{k} = {_short(v['value'])}   [{v['origin']}]"
                   for k, v in step["inputs"].items()]
         inputs += [f"{h['kind']}: {' '.join(h['argv'])}   [{h['source']}]"

@@ -69,11 +69,11 @@ def run(args: argparse.Namespace) -> int:
                           "zuul": result.outputs["zuul"], "seconds": seconds},
                          indent=2, sort_keys=True))
     elif args.plan:
-        _show_plan(ctx.ui, result.outputs)
+        show_plan(ctx.ui, result.outputs)
     return result.exit_code
 
 
-def _show_plan(ui: object, data: dict[str, Any]) -> None:
+def show_plan(ui: object, data: dict[str, Any]) -> None:
     from dsvm.console import Ui
 
     assert isinstance(ui, Ui)

@@ -10,7 +10,7 @@ edits an existing cinder.conf the same way. Nothing here runs a command.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dsvm import fsutil
 from dsvm.devstack import cinder, localconf
@@ -48,6 +48,12 @@ def render_for(ctx: JobContext) -> tuple[Path, localconf.LocalConf]:
         existing = target.read_text(encoding="utf-8")
     return target, localconf.render(ctx.settings, primary_ip=primary_ip(ctx.settings),
                                     existing=existing, job=ctx.job)
+
+
+def plan_phase(ctx: JobContext) -> dict[str, Any]:
+    """For ``dsvm run --plan``: the local.conf the job would write (masked) and its backends."""
+    conf = localconf.render(ctx.settings, job=ctx.job)
+    return {"local_conf": conf.masked(), "backends": list(conf.backends)}
 
 
 def run_phase(ctx: JobContext) -> PhaseResult:
