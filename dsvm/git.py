@@ -129,7 +129,7 @@ class Git:
         self.stop = stop
 
     def _run(self, argv: list[proc.Arg], desc: str, cwd: Path | None = None, *,
-             check: bool = True, ok_codes: tuple[int, ...] = (0,), attempts: int = 1,
+             check: bool = True, attempts: int = 1,
              backoff: float = 1.0, timeout: float | None = None, merge_stderr: bool = True
              ) -> proc.Result:
         if self.stop is not None and self.stop.is_set():
@@ -137,7 +137,7 @@ class Git:
         # stream=False: the Popen fast path. Git here is quiet (-q) and short or silent, so
         # line-by-line streaming buys nothing, and sh's wait(timeout) polls every 0.1 s.
         return self.runner.run([self.program, *argv], desc=desc, cwd=cwd, env=self.env,
-                               stream=False, check=check, ok_codes=ok_codes,
+                               stream=False, check=check,
                                attempts=attempts, backoff=backoff, timeout=timeout,
                                retry_if=is_network_failure, merge_stderr=merge_stderr)
 

@@ -260,9 +260,7 @@ class Runner:
         attempts: int = 1,
         retry_if: Callable[[Result], bool] | None = None,
         backoff: float = 1.0,
-        before_retry: Callable[[Result], None] | None = None,
         check: bool = True,
-        ok_codes: Iterable[int] = (0,),
         hint: str | None = None,
         merge_stderr: bool = True,
         on_line: Callable[[str], None] | None = None,
@@ -272,26 +270,22 @@ class Runner:
 
         The ``Call`` fields (``cwd`` … ``stream``) say how to execute it; the rest is policy.
         ``timeout`` kills the whole process group. ``attempts`` > 1 retries (with exponential
-        backoff) when ``retry_if(result)`` says so. ``before_retry`` runs between attempts
-        (e.g. ``git gc`` as gerrit-git-prep did).
+        backoff) when ``retry_if(result)`` says so. ``check=False`` returns a failed Result.
         """
         if not argv:
             raise ValueError("empty argv")
         call = Call(tuple(argv), desc, cwd=cwd, env=env, timeout=timeout,
                     merge_stderr=merge_stderr, on_line=on_line, stream=stream)
-        ok = set(ok_codes)
         result: Result | None = None
         for attempt in range(1, max(1, attempts) + 1):
             result = self.execute(call, attempt=attempt)
-            if result.exit_code in ok and not result.timed_out:
+            if result.ok and not result.timed_out:
                 return result
             if result.timed_out:
                 break
             if attempt < attempts and (retry_if is None or retry_if(result)):
                 self._log(f"# attempt {attempt} failed (exit {result.exit_code}); retrying "
                           f"in {backoff * 2 ** (attempt - 1):.1f}s")
-                if before_retry is not None:
-                    before_retry(result)
                 time.sleep(backoff * 2 ** (attempt - 1))
                 continue
             break

@@ -179,11 +179,9 @@ def test_secret_is_revealed_to_the_command_but_masked_everywhere_else(tmp_path):
     assert "hunter2pass" not in repr(secret)
 
 
-def test_ok_codes_and_check_false(tmp_path):
+def test_check_false_returns_the_failed_result(tmp_path):
     r = proc.Runner().run([PY, "-c", "import sys; sys.exit(3)"], desc="x", check=False)
     assert r.exit_code == 3 and not r.ok
-    r = proc.Runner().run([PY, "-c", "import sys; sys.exit(1)"], desc="x", ok_codes=(0, 1))
-    assert r.exit_code == 1
 
 
 def test_missing_program_is_a_usage_error():
