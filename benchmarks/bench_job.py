@@ -87,9 +87,11 @@ def run_dsvm(root: Path, user: str, names: list[str], n: int) -> dict[str, float
     base, work = run_dir / "base", run_dir / "ws"
     work.mkdir(parents=True)
     profile = write_profile(run_dir / "job.yaml", base, root / "cache", user, names)
+    rss = run_dir / "rss.txt"  # GNU time: the peak RSS of dsvm and of any process it waited for
     t0 = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "dsvm", "--no-color", "--profile", str(profile),
-                           "run"], env=env_for(work, base), cwd=work, capture_output=True,
+    done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", str(rss), sys.executable, "-m",
+                           "dsvm", "--no-color", "--profile", str(profile), "run"],
+                          env=env_for(work, base), cwd=work, capture_output=True,
                           text=True, check=False)
     wall = time.monotonic() - t0
     if done.returncode != 0:
@@ -100,6 +102,7 @@ def run_dsvm(root: Path, user: str, names: list[str], n: int) -> dict[str, float
     out["stack.sh"] = float(phases["stack"]["outputs"]["seconds"])
     out["wall"] = wall
     out["overhead"] = wall - out["stack.sh"] - out["tempest"]
+    out["peak MB"] = int(rss.read_text().split()[-1]) / 1024
     return out
 
 
@@ -157,6 +160,8 @@ def main() -> int:
     print(f"{'job wall':<16}{med['wall']:>10.2f}")
     print(f"{'job overhead':<16}{med['overhead']:>10.2f}{bmed['total']:>12.2f}"
           f"{med['overhead'] / bmed['total']:>7.2f}x   (goal: under 10 s)")
+    print(f"{'peak RSS':<16}{max(r['peak MB'] for r in dsvm_runs):>10.0f} MB  (largest process "
+          "of any run; goal: under 200 MB)")
     return 0
 
 

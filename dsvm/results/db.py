@@ -140,7 +140,7 @@ class StoredRun:
 def url_for(settings: Any, env: Mapping[str, str], option: str | None = None) -> str:
     """The results database URL: ``--db`` > profile ``results.db`` > $DSVM_RESULTS_DB > the
     SQLite file under ~."""
-    configured = option or (settings.get("results.db") if settings is not None else None)
+    configured = option or (settings.results.db if settings is not None else None)
     return configured or env.get(ENV_VAR) or DEFAULT_URL
 
 
@@ -235,10 +235,11 @@ def _db_errors(engine: Engine) -> Iterator[None]:
 
 
 # -- schema ----------------------------------------------------------------------------------
-def revision(conn: Connection) -> str | None:
+def revision(conn: Connection, names: set[str] | None = None) -> str | None:
     """The alembic revision stamped in the database, '' for no tables at all, None for
-    subunit2sql-looking tables without a stamp."""
-    names = set(sa.inspect(conn).get_table_names())
+    subunit2sql-looking tables without a stamp (``names``: its tables, when known)."""
+    if names is None:
+        names = set(sa.inspect(conn).get_table_names())
     if "alembic_version" in names:
         row = conn.execute(sa.select(alembic_version.c.version_num)).first()
         return row[0] if row else None
@@ -247,11 +248,12 @@ def revision(conn: Connection) -> str | None:
 
 def ensure_schema(conn: Connection, create: bool = True) -> None:
     """Check the schema is at HEAD; create and stamp it in an empty database; else refuse."""
-    rev = revision(conn)
+    names = set(sa.inspect(conn).get_table_names())
+    rev = revision(conn, names)
     if rev == HEAD:
-        if create:
-            have = set(sa.inspect(conn).get_table_names())
-            metadata.create_all(conn, tables=[t for t in DSVM_TABLES if t.name not in have])
+        missing = [t for t in DSVM_TABLES if t.name not in names]
+        if create and missing:
+            metadata.create_all(conn, tables=missing, checkfirst=False)
         return
     url = conn.engine.url.render_as_string(hide_password=True)
     if rev == "" and create:
