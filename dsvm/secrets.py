@@ -23,7 +23,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -81,8 +81,9 @@ class SecretOptions:
         more = frozenset(n.strip().lower().replace("-", "_") for n in names if n)
         return SecretOptions(self.secret, self.not_secret, self.extra | more)
 
-    @property
+    @cached_property
     def names(self) -> frozenset[str]:
+        """Every name secret in some group (or declared)."""
         return frozenset(self.secret) | self.extra
 
 

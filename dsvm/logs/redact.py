@@ -42,7 +42,7 @@ MAX_LINE = 8 << 20  # a "line" longer than this is cut anyway (bounded memory)
 
 # Values that say "no secret here"; redacting them only hurts readability.
 _EMPTY_VALUES = {b"none", b"null", b"true", b"false", b"<none>", b"''", b'""', b"-"}
-_IDENT = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+_IDENT_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
 
 _SEP = rb"[\"']?[ \t]*[:=][ \t]*"
 _VALUE = rb"(?:\"([^\"\n]*)\"|'([^'\n]*)'|([^\s\"',;&}\]\)\{\[]+))"
@@ -133,6 +133,9 @@ class Redactor:
 
     literals: tuple[bytes, ...] = ()
     options: SecretOptions = field(default_factory=secrets.secret_options)
+    # identifier -> secret? (a log repeats a few names millions of times)
+    _names: dict[tuple[bytes, bool], bool] = field(default_factory=dict, compare=False,
+                                                   repr=False)
 
     @classmethod
     def of(cls, values: Iterable[str], options: SecretOptions | None = None) -> Redactor:
@@ -231,21 +234,24 @@ class Redactor:
     def _secret_name(self, m: re.Match[bytes], data: bytes) -> bool:
         """Whether the name whose end ``m`` matched holds a secret: its whole identifier
         (``keystone_authtoken.password``, ``"ADMIN_PASSWORD"``) read back from the match."""
-        start = m.start()
-        while start > 0 and data[start - 1] in _IDENT:
-            start -= 1
+        at = m.start()
+        before = data[max(0, at - 128):at]
+        start = at - (len(before) - len(before.rstrip(_IDENT_BYTES)))
         if start > 0 and data[start - 1] == 0x3A:  # ':' — "identity:change_password"
             return False
-        end = m.start()
-        while end < len(data) and data[end] in _IDENT:
-            end += 1
-        ident = data[start:end].lower()
-        section, _, name = ident.decode("ascii").strip(".-").rpartition(".")
-        if name in self.options.names:
-            return self.options.is_secret(section or None, name)
-        if m.re.pattern == _ASSIGN_TOKEN.pattern:
-            return name.replace("-", "_") in TOKEN_NAMES
-        return True
+        after = data[at:at + 128]
+        ident = data[start:at + len(after) - len(after.lstrip(_IDENT_BYTES))].lower()
+        token = m.re.pattern == _ASSIGN_TOKEN.pattern
+        key = (ident, token)
+        known = self._names.get(key)
+        if known is None:
+            section, _, name = ident.decode("ascii").strip(".-").rpartition(".")
+            if name in self.options.names:
+                known = self.options.is_secret(section or None, name)
+            else:
+                known = name.replace("-", "_") in TOKEN_NAMES if token else True
+            self._names[key] = known
+        return known
 
 
 def _matches(rx: re.Pattern[bytes], data: bytes, hits: list[int]) -> list[re.Match[bytes]]:
