@@ -87,5 +87,6 @@ def show_plan(ui: object, data: dict[str, Any]) -> None:
     ui.table("workspace plan (nothing changed)",
              ["project", "path", "branch (why)", "refs to try, in order", "source"], rows)
     z = data["zuul"]
-    ui.info(f"zuul: {z['kind']} pipeline={z['pipeline']} project={z['project']} "
+    origin = "Zuul v3 vars" if z.get("source") == "zuul-vars" else "ZUUL_* env"
+    ui.info(f"zuul ({origin}): {z['kind']} pipeline={z['pipeline']} project={z['project']} "
             f"branch={z['branch']} ref={z['ref']} url={z['url']}")
