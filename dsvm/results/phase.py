@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dsvm import fsutil
 from dsvm.errors import DsvmError, UsageError
 from dsvm.results import html, junit, known, stream, summary
 
@@ -59,9 +60,7 @@ def run_metadata(env: Mapping[str, str], profile: str | None,
 def write(path: Path, text: str | bytes) -> Path:
     """Write via a temporary file and a rename, so readers never see half a report."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(text.encode() if isinstance(text, str) else text)
-    tmp.replace(path)
+    fsutil.write_atomic(path, text)
     return path
 
 
