@@ -65,6 +65,7 @@ class SecretOptions:
     secret: Mapping[str, frozenset[str]] = field(default_factory=dict)
     not_secret: Mapping[str, frozenset[str]] = field(default_factory=dict)
     extra: frozenset[str] = frozenset()
+    plain: frozenset[str] = frozenset()  # never secret, though named like it (max_token_size)
 
     def is_secret(self, section: str | None, name: str) -> bool:
         key = name.strip().lower().replace("-", "_")
@@ -79,7 +80,7 @@ class SecretOptions:
     def with_extra(self, names: Iterable[str]) -> SecretOptions:
         """This table plus ``names`` declared secret by the profile (vendor options)."""
         more = frozenset(n.strip().lower().replace("-", "_") for n in names if n)
-        return SecretOptions(self.secret, self.not_secret, self.extra | more)
+        return SecretOptions(self.secret, self.not_secret, self.extra | more, self.plain - more)
 
     @cached_property
     def names(self) -> frozenset[str]:
@@ -100,7 +101,8 @@ def secret_options() -> SecretOptions:
     data = table()
     return SecretOptions(
         {n: frozenset(g) for n, g in data["secret"].items()},
-        {n: frozenset(g) for n, g in data["not_secret"].items()})
+        {n: frozenset(g) for n, g in data["not_secret"].items()},
+        plain=frozenset(data.get("plain_lookalikes", {})))
 
 
 # -- literal values: which may be masked everywhere, and where they stand -----------------

@@ -44,7 +44,8 @@ MAX_LINE = 8 << 20  # a "line" longer than this is cut anyway (bounded memory)
 _EMPTY_VALUES = {b"none", b"null", b"true", b"false", b"<none>", b"''", b'""', b"-"}
 _IDENT_BYTES = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"
 
-_SEP = rb"[\"']?[ \t]*[:=][ \t]*"
+_SEP = rb"[\"']?[ \t]*(?:=|:(?=[ \t\"']))[ \t]*"  # "a:b" is a name (a policy rule), not a:b
+_LEAD_SEP = rb"[\"']?[ \t]*[:=]"  # hyperscan's superset of _SEP (it has no lookahead)
 _VALUE = rb"(?:\"([^\"\n]*)\"|'([^'\n]*)'|([^\s\"',;&}\]\)\{\[]+))"
 # The end of a secret-looking name, then a separator and a value (see _assign_span for
 # which names count). One pattern per leading literal: sre then skips at memory speed.
@@ -95,12 +96,16 @@ try:
 except ImportError:  # pragma: no cover - an optional accelerator
     _hs = None  # type: ignore[assignment]
 _LEAD = {
-    _ASSIGN_PASSWORD: rb"passw(?:or)?d" + _SEP, _ASSIGN_ADMINPASS: rb"adminpass" + _SEP,
-    _ASSIGN_SECRET: rb"secret(?:_key|_access_key)?" + _SEP, _ASSIGN_TOKEN: rb"token" + _SEP,
-    _ASSIGN_APIKEY: rb"api_?key" + _SEP, _AUTH: rb"authorization" + _SEP,
-    _HEADER: rb"x-(?:auth|subject|service|storage)-token" + _SEP,
-    _AUTH_KEY: rb"x-auth-key" + _SEP,
-    _FLAG: rb"--[a-z0-9_-]*password(?:[ \t]|=)", _URL: rb"://[^\s:/@'\"]*:[^\s@/'\"]+@",
+    _ASSIGN_PASSWORD: rb"passw(?:or)?d" + _LEAD_SEP,
+    _ASSIGN_ADMINPASS: rb"adminpass" + _LEAD_SEP,
+    _ASSIGN_SECRET: rb"secret(?:_key|_access_key)?" + _LEAD_SEP,
+    _ASSIGN_TOKEN: rb"token" + _LEAD_SEP,
+    _ASSIGN_APIKEY: rb"api_?key" + _LEAD_SEP,
+    _AUTH: rb"authorization" + _LEAD_SEP,
+    _HEADER: rb"x-(?:auth|subject|service|storage)-token" + _LEAD_SEP,
+    _AUTH_KEY: rb"x-auth-key" + _LEAD_SEP,
+    _FLAG: rb"--[a-z0-9_-]*password(?:[ \t]|=)",
+    _URL: rb"://[^\s:/@'\"]*:[^\s@/'\"]+@",
 }
 _CASELESS = {rx: re.compile(rx.pattern, re.IGNORECASE) for rx in _LEAD}
 ASSIGNS_ANY_CASE = frozenset(_CASELESS[rx] for rx in ASSIGNS)
@@ -248,6 +253,8 @@ class Redactor:
             section, _, name = ident.decode("ascii").strip(".-").rpartition(".")
             if name in self.options.names:
                 known = self.options.is_secret(section or None, name)
+            elif name in self.options.plain:
+                known = False
             else:
                 known = name.replace("-", "_") in TOKEN_NAMES if token else True
             self._names[key] = known
