@@ -171,8 +171,11 @@ class Logs:
         choices=("gzip", "none"))
     size_budget_mb: int = key("int", 0, "largest total size of collected logs; 0 = unlimited")
     jobs: int = key("int", 0, "compression workers; 0 = number of CPUs")
-    publish: Any = key("any", {}, "rsync target: {host, user, port, path, key, url, "
-        "known_hosts, attempts, bwlimit_kbps}")
+    publish: Any = key("any", {}, "where logs are published: one target or a list tried "
+        "in order; {type: rsync, host, user, port, path, key, known_hosts, url, bwlimit_kbps}, "
+        "{type: swift, container, cloud, partition, public, url}, {type: s3, endpoint, "
+        "bucket, region, credentials_file, profile, url}; each also keep_days (30), "
+        "when (always|failure), attempts, jobs (docs/logs.md)")
     secrets: Strs = key("list", [], "extra literal values to redact", secret=True)
     defaults: bool = key("bool", True, "collect devstack-gate's default sources (/var/log/..., "
         "$BASE/new/..., /etc/<project>) besides logs.sources")

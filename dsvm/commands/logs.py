@@ -12,16 +12,19 @@ Gather the job's logs into $WORKSPACE/logs in devstack-gate's layout and names
 testrepository.subunit.gz, testr_results.html, syslog.txt, df.txt, ps.txt, dpkg-l.txt, ...)
 plus dsvm's own phase logs (dsvm/) and the job's environment with secrets masked.
 
-Every text file is redacted while it is copied (the profile's secrets, every password-like
-value of local.conf/localrc and ini files, passwords in URLs, Authorization/X-Auth-Token
-headers, private keys), then compressed (logs.compression: gzip -> *.txt.gz, or none) on
-logs.jobs workers. Each directory gets an index.html; manifest.json lists every file, its
-source, size and redaction count, and what was not collected and why. A logs dir left by a
-previous job is rotated to logs.1 first. Sources: devstack-gate's table plus the profile's
-logs.sources ({src, dest}).
+Every text file is redacted while it is copied: the values of options upstream marks
+secret=True (the services' oslo.config table) in their config files, local.conf passwords,
+passwords in URLs, Authorization/X-Auth-Token headers, private keys, and those values
+wherever else they stand as whole tokens — nothing else. Then it is compressed
+(logs.compression: gzip -> *.txt.gz, or none) on logs.jobs workers. Each directory gets an
+index.html; manifest.json lists every file, its source, size and redaction count, what was
+not collected and why, and secrets too short or common to mask everywhere. A logs dir left
+by a previous job is rotated to logs.1 first. Sources: devstack-gate's table plus the
+profile's logs.sources ({src, dest}).
 
---publish uploads the result with rsync over ssh to logs.publish (host, user, port, path,
-key, url) under LOG_PATH (Zuul's convention when unset) and prints the public URL."""
+--publish uploads the result to logs.publish under LOG_PATH (Zuul's convention when unset):
+rsync over ssh, OpenStack Swift or an S3 API, or a list of them tried in order; it prints
+the public URL last. A partial upload lists what did not arrive and exits 3."""
 
 
 def register(sub: argparse._SubParsersAction, name: str) -> None:
@@ -32,7 +35,7 @@ def register(sub: argparse._SubParsersAction, name: str) -> None:
                 "  dsvm logs collect --root /mnt/node-image --dest /tmp/logs --json")
     p.add_argument("action", choices=["collect"])
     p.add_argument("--publish", action="store_true",
-                   help="upload to the log server in logs.publish after collecting")
+                   help="upload to logs.publish (rsync, swift, s3) after collecting")
     p.add_argument("--root", metavar="DIR",
                    help="prefix every node source path with DIR (a mounted image, a test "
                         "tree); node snapshots (df, ps, ...) are not taken")
