@@ -41,17 +41,26 @@ def atomic_open(path: StrPath, *, mode: int | None = None,
     ``mode`` defaults to ``default_mode(path)``. The file gets the owner of ``path`` if it
     exists, else of ``owner_like`` (so the stack user can read what root wrote); a change of
     owner only root may make is skipped. The temporary file is removed on any failure; the
-    block may check it (``fh.name``) before it is renamed, e.g. with ``visudo -c``.
+    block may check it by name (``fh.name``, after ``fh.flush()``) before it is renamed, e.g.
+    with ``visudo -c``.
     """
     target = os.fspath(path)
-    fd, tmp = _temp_beside(target)
     try:
-        os.fchmod(fd, default_mode(target) if mode is None else mode)
+        existing: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        existing = None
+    if mode is None and existing is None:
+        # A new file's mode is what the kernel gives 0666 under the umask: no chmod needed.
+        fd, tmp = _temp_beside(target, 0o666)
+    else:
+        fd, tmp = _temp_beside(target, 0o600)
+        os.fchmod(fd, stat.S_IMODE(existing.st_mode) if mode is None and existing else
+                  mode if mode is not None else new_file_mode())
+    try:
         with os.fdopen(fd, "wb") as fh:
             fh.raw.name = tmp  # type: ignore[attr-defined]  # fdopen names it by its fd
             yield fh
-            fh.flush()
-            _give_owner(fh.fileno(), target, owner_like)
+            _give_owner(fh.fileno(), existing, owner_like)
         os.replace(tmp, target)
     except BaseException:
         try:
@@ -69,20 +78,18 @@ def write_atomic(path: StrPath, data: str | bytes, *, mode: int | None = None,
         fh.write(raw)
 
 
-def _give_owner(fd: int, target: str, owner_like: StrPath | None) -> None:
-    for ref in (target, owner_like):
-        if ref is None:
-            continue
+def _give_owner(fd: int, existing: os.stat_result | None, owner_like: StrPath | None) -> None:
+    ref = existing
+    if ref is None and owner_like is not None:
         try:
-            st = os.stat(ref)
+            ref = os.stat(owner_like)
         except FileNotFoundError:
-            continue
-        if (st.st_uid, st.st_gid) != (os.geteuid(), os.getegid()):
-            try:
-                os.fchown(fd, st.st_uid, st.st_gid)
-            except PermissionError:
-                pass  # only root can give a file away; the caller's own is fine then
-        return
+            return
+    if ref is not None and (ref.st_uid, ref.st_gid) != (os.geteuid(), os.getegid()):
+        try:
+            os.fchown(fd, ref.st_uid, ref.st_gid)
+        except PermissionError:
+            pass  # only root can give a file away; the caller's own is fine then
 
 
 def is_temporary(name: str) -> bool:
@@ -91,13 +98,13 @@ def is_temporary(name: str) -> bool:
     return bool(sep) and head.startswith(".") and tail.replace("-", "").isdigit()
 
 
-def _temp_beside(target: str) -> tuple[int, str]:
-    """A new private file next to ``target``, on the same filesystem (so rename is atomic)."""
+def _temp_beside(target: str, create_mode: int) -> tuple[int, str]:
+    """A new file next to ``target``, on the same filesystem (so the rename is atomic)."""
     directory, name = os.path.split(target)
     for attempt in range(100):
         tmp = os.path.join(directory or ".", f".{name}.dsvm-{os.getpid()}-{attempt}")
         try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), tmp
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, create_mode), tmp
         except FileExistsError:
             continue
     raise FileExistsError(f"no free temporary name beside {name} in {directory or '.'}")
