@@ -27,7 +27,7 @@ rsync over ssh, OpenStack Swift or an S3 API, or a list of them tried in order; 
 the public URL last. A partial upload lists what did not arrive and exits 3."""
 
 
-def register(sub: argparse._SubParsersAction, name: str) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> None:
     p = add_command(
         sub, name, help="collect, redact, compress, index and publish logs",
         description=DESCRIPTION,
