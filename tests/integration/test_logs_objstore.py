@@ -312,3 +312,21 @@ def test_content_headers(rel: str, ctype: str, enc: str) -> None:
         ("text/plain; charset=utf-8", "gzip")
     assert objstore.content_headers("testrepository.subunit.gz", gzipped_text=True) == \
         ("application/gzip", "")
+
+
+def test_upload_only_on_failure(tmp_path: Path, swift: Swift) -> None:  # noqa: F811
+    node = fakenode.build(tmp_path / "node", large_lines=50)
+    ctx = make_ctx(tmp_path, "    type: swift\n    container: onfail\n    when: failure\n",
+                   swift_env(swift))
+    state = ctx.dsvm_log_dir / "state.json"
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(json.dumps({"phases": {"stack": {"status": "ok"},
+                                            "tempest": {"status": "ok"}}}))
+    passed = run_phase(ctx, root=node.root)
+    assert passed.exit_code == 0 and passed.outputs["publish"]["state"] == "skipped"
+    assert passed.outputs["url"] == ""
+    state.write_text(json.dumps({"phases": {"stack": {"status": "ok"},
+                                            "tempest": {"status": "failed"}}}))
+    failed = run_phase(ctx, root=node.root)
+    assert failed.exit_code == 0 and failed.outputs["publish"]["state"] == "complete"
+    assert f"{LOG_PATH}/index.html" in listing(swift, "onfail", swift.token())
