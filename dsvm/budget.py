@@ -16,9 +16,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from dsvm.errors import Problem, UsageError
+
+if TYPE_CHECKING:
+    from dsvm.profile import Settings
 
 
 @dataclass(frozen=True)
@@ -139,11 +142,9 @@ def _check(budget: Budget, buffer_min: int, tests_minutes: int, logs_minutes: in
                          problems=problems)
 
 
-def from_settings(settings: Any) -> Budget:
+def from_settings(settings: Settings) -> Budget:
     """``plan()`` with the ``timeout.*`` values and environment of resolved Settings."""
-    return plan(settings.env,
-                job_minutes=int(settings.get("timeout.job_minutes") or 0),
-                buffer_minutes=int(settings.get("timeout.buffer_minutes") or 0),
-                tests_minutes=int(settings.get("timeout.tests_minutes") or 0),
-                logs_minutes=int(settings.get("timeout.logs_minutes") or 0),
+    t = settings.timeout
+    return plan(settings.env, job_minutes=t.job_minutes, buffer_minutes=t.buffer_minutes,
+                tests_minutes=t.tests_minutes, logs_minutes=t.logs_minutes,
                 job_origin=settings.origin("timeout.job_minutes"))

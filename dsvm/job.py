@@ -41,7 +41,7 @@ from dsvm.errors import (
     exit_line,
     failure_from,
 )
-from dsvm.phase import PHASES, JobContext, PhaseResult
+from dsvm.phase import PHASES, ConfigureOutputs, JobContext, PhaseResult, TempestOutputs
 from dsvm.profile import Settings
 from dsvm.results import phase as results
 
@@ -505,10 +505,11 @@ def _exit_code(failed: Record | None, guard: Guard) -> int:
 def report(outcome: Outcome, the_plan: JobPlan, ctx: JobContext) -> dict[str, Any]:
     """The stable JSON summary of a finished job (also what summary.md is made from)."""
     s, out, job = ctx.settings, ctx.outputs, ctx.job
-    counts = (out.get("results") or {}).get("counts") or (out.get("tempest") or {}).get("counts")
-    backends = (out.get("configure") or {}).get("backends") or [
-        b.get("name") for b in s.get("cinder.backends") or [] if isinstance(b, dict)]
-    log_url = (out.get("logs") or {}).get("url") or _log_url(s.get("report.log_url"), job.zuul.log_path)
+    tempest, configure = ctx.earlier(TempestOutputs), ctx.earlier(ConfigureOutputs)
+    counts = (out.get("results") or {}).get("counts") or (tempest.counts if tempest else None)
+    backends: list[object] = list(configure.backends if configure else ()) or [
+        b.get("name") for b in s.cinder.backends if isinstance(b, Mapping)]
+    log_url = (out.get("logs") or {}).get("url") or _log_url(s.report.log_url, job.zuul.log_path)
     failed = outcome.failed
     return {
         "version": 1, "verdict": outcome.verdict, "exit_code": outcome.exit_code,
@@ -519,8 +520,8 @@ def report(outcome: Outcome, the_plan: JobPlan, ctx: JobContext) -> dict[str, An
         "change": job.change(),
         "profile": s.profile, "backends": [str(b) for b in backends if b],
         "counts": counts or {}, "log_url": log_url or None,
-        "ci_name": s.get("report.ci_name") or "", "recheck": s.get("report.recheck") or "",
-        "contact": s.get("report.contact") or "", "budget": the_plan.budget.as_json(),
+        "ci_name": s.report.ci_name, "recheck": s.report.recheck,
+        "contact": s.report.contact, "budget": the_plan.budget.as_json(),
         "compliance": out.get("compliance"),
         "failed_tests": list((out.get("tempest") or {}).get("failures") or []),
         "phases": [{"name": r.name, "status": r.status, "exit_code": r.exit_code,

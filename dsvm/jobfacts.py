@@ -124,7 +124,7 @@ def resolve(settings: Settings, env: Mapping[str, str], *, zuul_vars: str | None
                               "job's pre-run playbook ({{ zuul | to_json }}) and run 'dsvm run "
                               "--zuul-vars FILE' (or export DSVM_ZUUL_VARS=FILE); the playbooks "
                               "in zuul/playbooks/ do exactly that")
-    return Job(zuul.parse(env, zuul_url=settings.get("git.zuul_url") or None))
+    return Job(zuul.parse(env, zuul_url=settings.git.zuul_url or None))
 
 
 def legacy_vars_problem(env: Mapping[str, str]) -> Problem | None:
@@ -155,7 +155,7 @@ def needed_projects(settings: Settings) -> tuple[tuple[str, str], ...]:
     if override:
         return tuple((p, "env DEVSTACK_GATE_PROJECTS_OVERRIDE") for p in override)
     where = settings.origin("projects")
-    named = [(str(p), where) for p in settings.get("projects") or []]
+    named = [(p, where) for p in settings.top.projects]
     named += [(str(p), "env PROJECTS") for p in gate.get("PROJECTS") or []]
     for flag, projects in FLAG_PROJECTS.items():
         if gate.get(flag):
@@ -201,8 +201,7 @@ def branch_rules(settings: Settings, env: Mapping[str, str]) -> BranchRules:
         override = str(gate["OVERRIDE_ZUUL_BRANCH"])
     return BranchRules(
         project_overrides=branches, override_branch=override, override_branch_from=override_from,
-        project_branches={str(k): str(v) for k, v in (settings.get("project_branches")
-                                                       or {}).items()})
+        project_branches={str(k): str(v) for k, v in settings.top.project_branches.items()})
 
 
 def devstack_gate_uc(project: str) -> str:

@@ -94,19 +94,19 @@ class NodePaths:
         With ``node.cache_layout: canonical`` the repos (and the manifest) live under
         ``<cache>/<host>``, so a repo's path is ``<cache>/<canonical_name>``.
         """
-        root = Path(settings.get("node.root") or "/")
-        cache_dir = settings.get("git.cache") or "/opt/git"
+        root = Path(settings.node.root or "/")
+        cache_dir = settings.git.cache
         # An explicit --git-cache/DSVM_GIT_CACHE is a real path; only the default is rebased.
         explicit = settings.origin("git.cache") != "default"
         cache_root = Path(cache_dir) if explicit else under(root, cache_dir)
-        layout = str(settings.get("node.cache_layout") or "name")
+        layout = settings.node.cache_layout
         repos = cache_root / canonical_hostname(settings) if layout == "canonical" \
             else cache_root
         return cls(root=root, git_cache=repos, cache_root=cache_root, layout=layout,
-                   files_dir=under(root, settings.get("node.files_dir") or "/opt/cache/files"),
+                   files_dir=under(root, settings.node.files_dir),
                    pip_cache=under(root, "/var/cache/pip"),
                    sudoers_dir=under(root, "/etc/sudoers.d"),
-                   base=under(root, settings.get("paths.base") or "/opt/stack"))
+                   base=under(root, settings.paths.base))
 
 
 def canonical_hostname(settings: Settings) -> str:
@@ -116,10 +116,10 @@ def canonical_hostname(settings: Settings) -> str:
 
     from dsvm.zuul import project_problem
 
-    host = str(settings.get("node.canonical_hostname") or "")
+    host = settings.node.canonical_hostname
     where = "node.canonical_hostname"
     if not host:
-        host, where = urlsplit(str(settings.get("git.base") or "")).hostname or "", "git.base"
+        host, where = urlsplit(settings.git.base).hostname or "", "git.base"
     if not host or "/" in host or project_problem(host):
         raise UsageError(f"node.cache_layout canonical needs the projects' hostname; {where} "
                          f"gives {host!r}",
@@ -183,33 +183,33 @@ def required_projects(settings: Settings) -> tuple[str, ...]:
 
 def plan_prepare(settings: Settings, facts: NodeFacts) -> PreparePlan:
     """Decide the steps, projects and paths; raise UsageError for bad input or missing root."""
-    skip = [str(s) for s in settings.get("node.skip") or []]
+    skip = list(settings.node.skip)
     unknown = [s for s in skip if s not in STEPS]
     if unknown:
         raise UsageError(f"unknown step(s) for --skip: {', '.join(unknown)}",
                          hint=f"steps are: {', '.join(STEPS)}")
     paths = NodePaths.from_settings(settings)
-    packages = tuple(str(p) for p in settings.get("node.packages") or [])
+    packages = settings.node.packages
     skipped = {s: "--skip" for s in skip}
     if "packages" not in skipped and not packages:
         skipped["packages"] = "no packages listed (node.packages)"
     steps = tuple(s for s in STEPS if s not in skipped)
     _require_root(steps, paths, facts)
-    extra = [str(u) for u in settings.get("node.images") or []]
-    if settings.get("node.get_pip_url"):
-        extra.append(str(settings.get("node.get_pip_url")))
+    extra = list(settings.node.images)
+    if settings.node.get_pip_url:
+        extra.append(settings.node.get_pip_url)
     return PreparePlan(
         paths=paths, steps=steps, skipped=skipped, projects=required_projects(settings),
-        git_base=str(settings.get("git.base")),
-        git=git.Retry(timeout=float(settings.get("git.timeout") or 600),
-                      attempts=int(settings.get("git.attempts") or 3),
-                      backoff=float(settings.get("git.backoff") or 1)),
-        stackrc_projects=bool(settings.get("node.stackrc_projects")),
+        git_base=settings.git.base,
+        git=git.Retry(timeout=float(settings.git.timeout), attempts=max(1, settings.git.attempts),
+                      backoff=float(settings.git.backoff)),
+        stackrc_projects=settings.node.stackrc_projects,
         image_urls=tuple(extra), packages=packages,
-        jobs=max(1, int(settings.get("node.jobs") or 4)),
-        stack_user=str(settings.get("devstack.user") or "stack"),
-        tempest_user=str(settings.get("tempest.user") or "tempest"),
-        download_attempts=max(1, int(settings.get("node.download_attempts") or 3)))
+        jobs=max(1, settings.node.jobs),
+        # '' (run as the current user) still gets the users created on the image.
+        stack_user=settings.devstack.user or "stack",
+        tempest_user=settings.tempest.user or "tempest",
+        download_attempts=max(1, settings.node.download_attempts))
 
 
 def _require_root(steps: tuple[str, ...], paths: NodePaths, facts: NodeFacts) -> None:
@@ -503,7 +503,7 @@ def report_json(report: PrepareReport) -> dict[str, Any]:
 
 def prepare_phase(ctx: JobContext, facts: NodeFacts | None = None) -> PhaseResult:
     """``dsvm prepare-node`` as a phase: plan, run the steps, return what was done."""
-    facts = facts or NodeFacts.real(ctx.settings.get("node.root") or "/")
+    facts = facts or NodeFacts.real(ctx.settings.node.root or "/")
     plan = plan_prepare(ctx.settings, facts)
     runner = ctx.runner("prepare-node")
     report = prepare(plan, runner, ctx.ui)

@@ -58,7 +58,7 @@ def container_kind(root: Path) -> str | None:
 
 
 def _check_disk(settings: Settings, paths: node.NodePaths, facts: node.NodeFacts) -> Check:
-    need = int(settings.get("node.min_disk_gb") or 0)
+    need = settings.node.min_disk_gb
     free = facts.disk_free(paths.base)
     ok = free >= need * node.GiB
     return Check("disk", ok, f"{free / node.GiB:.1f} GB free under {paths.base} (need {need} GB)",
@@ -92,8 +92,8 @@ def _check_container(paths: node.NodePaths) -> Check:
 
 def _check_users(settings: Settings, paths: node.NodePaths, facts: node.NodeFacts) -> list[Check]:
     users = node.passwd_entries(paths.root)
-    stack_user = str(settings.get("devstack.user") or "stack")
-    tempest_user = str(settings.get("tempest.user") or "tempest")
+    stack_user = settings.devstack.user or "stack"  # '' runs as the current user: the
+    tempest_user = settings.tempest.user or "tempest"  # node still needs the users
     absent = [u for u in (stack_user, tempest_user) if u not in users]
     out = [Check("users", not absent,
                  f"missing: {', '.join(absent)}" if absent else f"{stack_user}, {tempest_user}",
@@ -142,7 +142,7 @@ def _check_cache(settings: Settings, paths: node.NodePaths, facts: node.NodeFact
                  f"{node.layout_text(paths.layout, paths.git_cache)}",
                  fix if gone else None)]
     age_h = manifest.age_seconds(facts.now()) / 3600
-    limit = int(settings.get("node.cache_max_age_hours") or 0)
+    limit = settings.node.cache_max_age_hours
     fresh = not limit or age_h <= limit
     out.append(Check("git-cache-age", fresh,
                      f"written {age_h:.1f} h ago (limit {limit} h)",
@@ -164,7 +164,7 @@ def _check_images(manifest: cache.Manifest, fix: str) -> Check:
 
 
 def _check_commands(settings: Settings, facts: node.NodeFacts) -> Check:
-    wanted = [str(c) for c in settings.get("node.required_commands") or []]
+    wanted = list(settings.node.required_commands)
     absent = [c for c in wanted if not facts.which(c)]
     return Check("commands", not absent,
                  f"not on PATH: {', '.join(absent)}" if absent else ", ".join(wanted),
@@ -186,7 +186,7 @@ def checks_json(checks: list[Check]) -> dict[str, Any]:
 
 def run_phase(ctx: JobContext, facts: node.NodeFacts | None = None) -> PhaseResult:
     """check-node as a phase: exit 0 when every check passes, 3 otherwise (nothing raised)."""
-    facts = facts or node.NodeFacts.real(ctx.settings.get("node.root") or "/")
+    facts = facts or node.NodeFacts.real(ctx.settings.node.root or "/")
     checks = check(ctx.settings, facts)
     data = checks_json(checks)
     failed = [c.name for c in checks if not c.ok]

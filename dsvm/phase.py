@@ -14,7 +14,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from dsvm import proc
 from dsvm.console import Ui, get_ui
@@ -55,7 +55,7 @@ class JobContext:
     @property
     def base(self) -> Path:
         """$BASE (projects live in $BASE/new)."""
-        return Path(self.settings.get("paths.base") or "/opt/stack")
+        return Path(self.settings.paths.base)
 
     @property
     def logs_dir(self) -> Path:
@@ -76,6 +76,11 @@ class JobContext:
         echo = self.ui.info if self.ui.verbose else None
         return proc.Runner(self.phase_log(phase), echo=echo,
                            secrets=self.settings.secret_values())
+
+    def earlier(self, kind: type[OutputsT]) -> OutputsT | None:
+        """The typed outputs an earlier phase recorded (this run, or the state file), or None."""
+        data = self.outputs.get(kind.PHASE)
+        return kind.from_json(data) if data else None
 
     def time_left(self) -> float | None:
         """Seconds left of the job budget, or None when there is no budget."""
@@ -98,13 +103,99 @@ class PhaseResult:
         return self.exit_code == 0
 
 
+# --------------------------------------------------------------------------------------------
+# Typed outputs: what a phase leaves for the later ones. Each is recorded in the state file
+# (and shown by --json) as its as_json(), and read back with from_json(); later phases reach
+# them through JobContext.earlier(), never by string keys.
+
+OutputsT = TypeVar("OutputsT", bound="Outputs")
+
+
+class Outputs:
+    """Base of a phase's typed outputs: ``PHASE`` names the phase that writes them."""
+
+    PHASE = ""
+
+    def as_json(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def from_json(cls: type[OutputsT], data: Mapping[str, Any]) -> OutputsT:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class TempestOutputs(Outputs):
+    """The tempest phase's stream, counts, selection and failures (and the re-run's)."""
+
+    PHASE = "tempest"
+
+    subunit: str
+    counts: Mapping[str, int]
+    selection: Mapping[str, Any]
+    failures: tuple[str, ...] = ()
+    rerun: RerunOutputs | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"subunit": self.subunit, "counts": dict(self.counts),
+                               "selection": dict(self.selection),
+                               "failures": list(self.failures)}
+        if self.rerun is not None:
+            out.update({"flaky": list(self.rerun.flaky),
+                        "still_failing": list(self.rerun.still_failing),
+                        "rerun_subunit": self.rerun.subunit,
+                        "rerun_counts": dict(self.rerun.counts)})
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> TempestOutputs:
+        rerun = None
+        if "rerun_subunit" in data:
+            rerun = RerunOutputs(str(data["rerun_subunit"]), dict(data.get("rerun_counts") or {}),
+                                 tuple(data.get("flaky") or ()),
+                                 tuple(data.get("still_failing") or ()))
+        return cls(str(data.get("subunit") or ""), dict(data.get("counts") or {}),
+                   dict(data.get("selection") or {}), tuple(data.get("failures") or ()), rerun)
+
+
+@dataclass(frozen=True)
+class RerunOutputs:
+    """A serial re-run of the failures: its stream, counts, and which failures were flaky."""
+
+    subunit: str
+    counts: Mapping[str, int]
+    flaky: tuple[str, ...] = ()
+    still_failing: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"subunit": self.subunit, "counts": dict(self.counts),
+                "flaky": list(self.flaky), "still_failing": list(self.still_failing)}
+
+
+@dataclass(frozen=True)
+class ConfigureOutputs(Outputs):
+    """The configure phase's local.conf path and the Cinder backends it enables."""
+
+    PHASE = "configure"
+
+    local_conf: str
+    backends: tuple[str, ...] = ()
+
+    def as_json(self) -> dict[str, Any]:
+        return {"local_conf": self.local_conf, "backends": list(self.backends)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ConfigureOutputs:
+        return cls(str(data.get("local_conf") or ""), tuple(data.get("backends") or ()))
+
+
 def context(settings: Settings, env: Mapping[str, str] | None = None, *,
             workspace: str | os.PathLike[str] | None = None, plan_only: bool = False,
             budget_seconds: float | None = None, zuul_vars: str | None = None,
             src_root: str | None = None) -> JobContext:
     """Build a JobContext for running one phase by hand (the dsvm <phase> commands)."""
     env = dict(os.environ if env is None else env)
-    ws = Path(workspace or settings.get("paths.workspace") or env.get("WORKSPACE") or os.getcwd())
+    ws = Path(workspace or settings.paths.workspace or env.get("WORKSPACE") or os.getcwd())
     deadline = time.monotonic() + budget_seconds if budget_seconds else None
     ctx = JobContext(settings=settings, env=env, workspace=ws.resolve(), deadline=deadline,
                      plan_only=plan_only, zuul_vars=zuul_vars, src_root=src_root)

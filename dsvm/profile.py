@@ -358,6 +358,10 @@ class Settings:
     def report(self) -> schema.Report:
         return self._view("report", schema.Report)
 
+    @property
+    def compliance(self) -> schema.Compliance:
+        return self._view("compliance", schema.Compliance)
+
     def secret_values(self) -> builtins.set[str]:
         """Every secret value in the settings and secret-named env vars (for redaction)."""
         from dsvm import secrets

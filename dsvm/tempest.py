@@ -33,7 +33,7 @@ from dsvm.errors import (
     UsageError,
     closest,
 )
-from dsvm.phase import JobContext, PhaseResult
+from dsvm.phase import JobContext, PhaseResult, RerunOutputs, TempestOutputs
 from dsvm.profile import Settings
 from dsvm.results.decoder import Decoder
 
@@ -296,7 +296,7 @@ def _file_exclusions(path: Any, lists: Mapping[str, str],
 
 
 def _exclusions(entries: Any, origin: str, problems: list[Problem]) -> list[Exclusion]:
-    out = []
+    out: list[Exclusion] = []
     if not isinstance(entries, list):
         problems.append(Problem(origin, "exclude must be a list of {regex, reason}"))
         return out
@@ -384,8 +384,7 @@ def read_lists(settings: Settings) -> dict[str, str]:
     """Read the include/exclude files named in the settings; missing ones are left out
     (``select`` reports them)."""
     out = {}
-    for key in ("tempest.include_file", "tempest.exclude_file"):
-        path = settings.get(key)
+    for path in (settings.tempest.include_file, settings.tempest.exclude_file):
         if path:
             try:
                 out[str(path)] = Path(path).read_text(encoding="utf-8")
@@ -662,19 +661,16 @@ def run_phase(ctx: JobContext) -> PhaseResult:
     result = _run_passes(ctx, co, selection, stream, list(selection.passes))
     failures = result.tracker.failed_ids
     _write(out / FAILURES_NAME, "".join(f"{t}\n" for t in failures))
-    outputs: dict[str, Any] = {"subunit": str(stream), "counts": result.counts.as_json(),
-                               "selection": selection.as_json(), "failures": failures}
     _summary(ctx, selection, result.counts, failures)
     exit_code = EXIT_TESTS_FAILED if result.counts.failures else EXIT_OK
+    rerun = None
     if exit_code and settings.tempest.rerun_failures:
-        rerun = rerun_failed(ctx, failures=failures, co=co, selection=selection)
-        outputs.update({"flaky": rerun.outputs["flaky"],
-                        "still_failing": rerun.outputs["still_failing"],
-                        "rerun_subunit": rerun.outputs["subunit"],
-                        "rerun_counts": rerun.outputs["counts"]})
-        exit_code = rerun.exit_code
+        rerun = _rerun(ctx, failures, co, selection)
+        exit_code = EXIT_TESTS_FAILED if rerun.still_failing else EXIT_OK
+    outputs = TempestOutputs(str(stream), result.counts.as_json(), selection.as_json(),
+                             tuple(failures), rerun)
     c = result.counts
-    return PhaseResult(PHASE, exit_code, outputs,
+    return PhaseResult(PHASE, exit_code, outputs.as_json(),
                        f"{c.selected} selected: {c.passed} passed, {c.failures} failed, "
                        f"{c.skipped} skipped ({selection.name})")
 
@@ -918,28 +914,34 @@ def rerun_failed(ctx: JobContext, *, failures: list[str] | None = None,
         ctx.ui.ok("the last Tempest run had no failures: nothing to re-run")
         return PhaseResult(PHASE, EXIT_OK, {"flaky": [], "still_failing": []},
                            "no failures to re-run")
-    co = co or checkout(ctx)
+    rerun = _rerun(ctx, failures, co or checkout(ctx), selection)
+    return PhaseResult(PHASE, EXIT_TESTS_FAILED if rerun.still_failing else EXIT_OK,
+                       rerun.as_json(), f"re-run: {len(rerun.flaky)} flaky, "
+                                        f"{len(rerun.still_failing)} still failing")
+
+
+def _rerun(ctx: JobContext, failures: list[str], co: Checkout,
+           selection: Selection | None) -> RerunOutputs:
+    """Run ``failures`` again, serially, into rerun.subunit; say which were flaky."""
     base = selection or select(ctx.settings, read_lists(ctx.settings), cpus=1)
     again = Selection(name="rerun", why=f"re-run of {len(failures)} failures",
                       passes=(Pass("rerun", tuple(rerun_regexes(failures)), serial=True),),
                       test_timeout=base.test_timeout)
     ctx.ui.info(f"re-running {len(failures)} failed tests serially")
-    stream = out / RERUN_STREAM_NAME
+    stream = _tempest_dir(ctx) / RERUN_STREAM_NAME
     run = _run_passes(ctx, co, again, stream, list(again.passes))
     flaky, still = _flaky(failures, run.tracker.outcomes)
     for test_id in flaky:
         ctx.ui.warn(f"flaky (failed, then passed on re-run): {test_id}")
     for test_id in still:
         ctx.ui.info(f"still failing: {test_id}")
-    return PhaseResult(PHASE, EXIT_TESTS_FAILED if still else EXIT_OK,
-                       {"subunit": str(stream), "counts": run.counts.as_json(),
-                        "flaky": flaky, "still_failing": still},
-                       f"re-run: {len(flaky)} flaky, {len(still)} still failing")
+    return RerunOutputs(str(stream), run.counts.as_json(), tuple(flaky), tuple(still))
 
 
 def _flaky(failures: list[str], outcomes: Mapping[str, str]) -> tuple[list[str], list[str]]:
     """Split the first run's failures by their re-run outcomes: (flaky, still failing)."""
-    flaky, still = [], []
+    flaky: list[str] = []
+    still: list[str] = []
     for test_id in failures:
         cls = _class_of(test_id)
         if cls:

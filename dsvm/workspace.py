@@ -31,7 +31,6 @@ if TYPE_CHECKING:
     from dsvm.profile import Settings
     from dsvm.zuulv3 import Prepared
 
-DEFAULT_GIT_BASE = "https://opendev.org"
 SETTLE_MIN_INDEX_BYTES = 64 * 1024  # ~700 files: below it, _settle_indexes does not pay
 ZUUL_ORIGIN = "file:///dev/null"  # prepare-workspace-git's origin: a tree Zuul prepared
 
@@ -66,15 +65,14 @@ def config_from(settings: Settings, env: Mapping[str, str]) -> WorkspaceConfig:
     from dsvm import environ
 
     _, bases = environ.project_overrides(env)
-    git_base = settings.get("git.base")
     return WorkspaceConfig(
         projects=jobfacts.needed_projects(settings),
-        dest_root=str(Path(settings.get("paths.base") or "/opt/stack") / "new"),
-        cache_root=str(settings.get("git.cache") or "/opt/git"),
-        git_base=DEFAULT_GIT_BASE if git_base is None else str(git_base).rstrip("/"),
+        dest_root=str(Path(settings.paths.base) / "new"),
+        cache_root=settings.git.cache,
+        git_base=settings.git.base.rstrip("/"),
         git_base_overrides=bases, branches=jobfacts.branch_rules(settings, env),
-        clone_map={str(k): str(v) for k, v in (settings.get("clone_map") or {}).items()},
-        error_on_clone=bool(settings.get("git.error_on_clone")))
+        clone_map={str(k): str(v) for k, v in settings.top.clone_map.items()},
+        error_on_clone=settings.git.error_on_clone)
 
 
 def project_names(config: WorkspaceConfig, job: Job | zuul.Params) -> list[str]:
@@ -730,21 +728,21 @@ def run_phase(ctx: JobContext) -> PhaseResult:
     if ctx.plan_only:
         return PhaseResult("workspace", 0, workspace.as_json(),
                            f"planned {len(workspace.projects)} projects")
-    timeout = float(settings.get("git.timeout") or 600)
+    timeout = float(settings.git.timeout)
     if (left := ctx.time_left()) is not None:
         timeout = max(1.0, min(timeout, left))
     runner = ctx.runner("workspace")
-    git = gitmod.Git(runner, retry=gitmod.Retry(attempts=int(settings.get("git.attempts") or 1),
-                                                backoff=float(settings.get("git.backoff") or 0),
+    git = gitmod.Git(runner, retry=gitmod.Retry(attempts=max(1, settings.git.attempts),
+                                                backoff=float(settings.git.backoff),
                                                 timeout=timeout))
     for item in workspace.projects:
         if item.note:
             ctx.ui.warn(f"{item.name}: {item.note}")
     with ctx.ui.progress("workspace", len(workspace.projects)) as progress:
-        outcomes = apply(workspace, git, jobs=int(settings.get("git.jobs") or 1),
+        outcomes = apply(workspace, git, jobs=max(1, settings.git.jobs),
                          on_done=lambda o: progress.advance(item=o.name))
     devstack = next((o.path for o in outcomes if o.name.endswith("/devstack")), None)
-    files_dir = settings.get("node.files_dir")
+    files_dir = settings.node.files_dir
     linked = link_files(Path(files_dir), Path(devstack)) if devstack and files_dir else []
     ctx.ui.table("workspace", ["project", "branch", "ref tried", "commit", "source", "seconds"],
                  [(o.name, o.branch, o.ref, o.commit[:12], o.source + (" (reused)" * o.reused),

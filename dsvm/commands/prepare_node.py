@@ -66,8 +66,10 @@ def merged_settings(names: list[str], options: dict[str, Any]) -> Any:
     union: dict[str, list[str]] = {"projects": [], "node.images": [], "node.packages": []}
     for name in names:
         settings = profile.resolve(name)
-        for key, acc in union.items():
-            acc.extend(str(v) for v in settings.get(key) or [] if str(v) not in acc)
+        for key, values in (("projects", settings.top.projects),
+                            ("node.images", settings.node.images),
+                            ("node.packages", settings.node.packages)):
+            union[key].extend(v for v in values if v not in union[key])
     extra = {k: v for k, v in union.items() if len(names) > 1}
     return profile.resolve(names[0], options={**extra, **options})
 

@@ -48,16 +48,15 @@ def job_of(settings: Any, env: Mapping[str, str], root: Path) -> Job:
     """The Job of ``settings``/``env`` for the job directory ``root``."""
     from dsvm.results import db, known
 
-    raw = [b for b in settings.get("cinder.backends") or [] if isinstance(b, Mapping)]
+    raw = [b for b in settings.cinder.backends if isinstance(b, Mapping)]
     secret_opts = {str(o) for b in raw for o in b.get("secret_options") or []}
     name = env.get("JOB_NAME") or env.get("ZUUL_JOB") or ""
     hooks = tuple(inventory.hooks_of(raw))
     policy = checks.Policy(tuple(str(b.get("name")) for b in raw if b.get("name")),
-                           frozenset(secret_opts), bool(settings.get("compliance.reference_job")),
+                           frozenset(secret_opts), settings.compliance.reference_job,
                            bool(hooks), name)
     key = {"job_name": name} if name else {"profile": str(settings.profile)}
-    return Job(root, str(settings.get("paths.base") or "/opt/stack"),
-               Path(settings.get("node.root") or "/"), policy, hooks,
+    return Job(root, settings.paths.base, Path(settings.node.root or "/"), policy, hooks,
                db.url_for(settings, env), key, tuple(settings.secret_values()),
                known.from_settings(settings))
 
@@ -343,7 +342,7 @@ AFTER_STEPS = ("tempest", "gate_hook")  # and again once the tests are done
 
 def applies(ctx: Any) -> bool:
     """Compliance is part of every run whose profile has Cinder backends."""
-    return bool(ctx.settings.get("cinder.backends"))
+    return bool(ctx.settings.cinder.backends)
 
 
 def step_hook(ctx: Any, step: str, when: str) -> None:
@@ -414,8 +413,7 @@ def comment_block(data: Mapping[str, Any], settings: Any, env: Mapping[str, str]
                 for f in compliance.get("failures") or []] or [
         comment.Failure(str(t)) for t in data.get("failed_tests") or []]
     voting_env = (env.get("ZUUL_VOTING") or "").lower()
-    voting = bool(settings.get("report.voting", True)) and voting_env not in ("0", "false",
-                                                                            "no")
+    voting = settings.report.voting and voting_env not in ("0", "false", "no")
     job = env.get("JOB_NAME") or env.get("ZUUL_JOB") or str(data.get("profile") or "dsvm")
     url = str(data.get("log_url") or env.get("BUILD_URL") or "")
     return comment.from_report({**data, "log_url": url}, failures, voting=voting, job=job)

@@ -159,10 +159,7 @@ def _options(settings: Settings, i: int, name: str, raw: Any, secret_opts: froze
 
 def backends(settings: Settings) -> tuple[list[Backend], list[Problem]]:
     """Return the profile's validated backends and every problem found (with file:line)."""
-    raw = settings.get("cinder.backends") or []
-    if not isinstance(raw, list):
-        return [], [Problem(locate(settings, ["cinder", "backends"]),
-                            "cinder.backends must be a list of backends")]
+    raw = settings.cinder.backends  # a list of mappings: the profile's schema checked it
     found: list[Backend] = []
     problems: list[Problem] = []
     seen: dict[str, str] = {}
@@ -179,11 +176,11 @@ def backends(settings: Settings) -> tuple[list[Backend], list[Problem]]:
         problems += errs
         if backend is not None:
             found.append(backend)
-    for flag, value in (settings.get("cinder.tempest_features") or {}).items():
+    for flag, value in settings.cinder.tempest_features.items():
         where = locate(settings, ["cinder", "tempest_features", flag])
         problems += check_section(str(flag), where)
         problems += check_value(_text(value), where, f"tempest_features {flag}", secret=False)
-    default = settings.get("cinder.default_volume_type") or ""
+    default = settings.cinder.default_volume_type
     if default and found and default not in seen:
         problems.append(Problem(locate(settings, ["cinder", "default_volume_type"]),
                                 f"default_volume_type '{default}' is not a backend",
@@ -193,7 +190,7 @@ def backends(settings: Settings) -> tuple[list[Backend], list[Problem]]:
 
 def default_volume_type(settings: Settings, found: list[Backend]) -> str:
     """The default volume type: cinder.default_volume_type, else the first backend's name."""
-    return settings.get("cinder.default_volume_type") or (found[0].name if found else "")
+    return settings.cinder.default_volume_type or (found[0].name if found else "")
 
 
 def localrc(found: list[Backend]) -> list[tuple[str, str, str]]:
@@ -211,7 +208,7 @@ def cinder_edits(settings: Settings, found: list[Backend]) -> list[Edit]:
     edits = [Edit("DEFAULT", "enabled_backends", ",".join(b.name for b in found), origin)]
     default = default_volume_type(settings, found)
     dorigin = locate(settings, ["cinder", "default_volume_type"]) \
-        if settings.get("cinder.default_volume_type") else found[0].where
+        if settings.cinder.default_volume_type else found[0].where
     edits.append(Edit("DEFAULT", "default_volume_type", default, dorigin))
     for b in found:
         edits.append(Edit(b.name, "volume_backend_name", b.name, b.where))
@@ -236,7 +233,7 @@ def tempest_edits(settings: Settings, found: list[Backend]) -> list[Edit]:
     if vendor:
         edits.append(Edit("volume", "vendor_name", vendor.vendor_name, vendor.where))
     edits.append(Edit("volume-feature-enabled", "multi_backend", _text(len(found) > 1), origin))
-    for flag, value in (settings.get("cinder.tempest_features") or {}).items():
+    for flag, value in settings.cinder.tempest_features.items():
         edits.append(Edit("volume-feature-enabled", str(flag), _text(value),
                           locate(settings, ["cinder", "tempest_features", flag])))
     return edits

@@ -25,7 +25,7 @@ PRIMARY_IP_FILE = Path("/etc/nodepool/primary_node_private")
 
 def devstack_dir(ctx: JobContext) -> Path:
     """The devstack checkout: ``devstack.dir`` or ``$BASE/new/devstack``."""
-    configured = ctx.settings.get("devstack.dir")
+    configured = ctx.settings.devstack.dir
     return Path(configured) if configured else ctx.base / "new" / "devstack"
 
 
@@ -58,14 +58,15 @@ def plan_phase(ctx: JobContext) -> dict[str, Any]:
 
 def run_phase(ctx: JobContext) -> PhaseResult:
     """Render and write local.conf; outputs ``{"local_conf": path, "backends": [...]}``."""
-    from dsvm.phase import PhaseResult  # imports the command runner: not for --apply-cinder
+    from dsvm.phase import ConfigureOutputs, PhaseResult  # imports the command runner: not
+    # for --apply-cinder
 
     target, rendered = render_for(ctx)
-    outputs = {"local_conf": str(target), "backends": list(rendered.backends)}
+    outputs = ConfigureOutputs(str(target), rendered.backends).as_json()
     if ctx.plan_only:
         return PhaseResult("configure", 0, outputs, f"would write {target}")
     if not target.parent.is_dir():
-        error = UsageError if ctx.settings.get("devstack.dir") else InfraError
+        error = UsageError if ctx.settings.devstack.dir else InfraError
         raise error(f"devstack checkout not found: {target.parent}",
                     hint="run 'dsvm workspace' first, or set devstack.dir / --devstack-dir")
     mode = 0o600 if rendered.has_secrets else 0o644

@@ -352,7 +352,7 @@ def gate_lines(settings: Settings, primary_ip: str = "127.0.0.1", job: Job | Non
 
     job = job or Job()
     gate = settings.gate
-    out = _Out(settings, secret_names=tuple(settings.get("devstack.secrets") or ()))
+    out = _Out(settings, secret_names=settings.devstack.secrets)
     branch, branch_origin = _branch(settings, job)
     neutron = _neutron(gate, branch)  # the wrap decides from OVERRIDE_ZUUL_BRANCH, not grenade's
     mode = gate.get("DEVSTACK_GATE_GRENADE") or ""
@@ -365,11 +365,11 @@ def gate_lines(settings: Settings, primary_ip: str = "127.0.0.1", job: Job | Non
         old = grenade_old_branch(mode, branch)
         if old:
             branch, branch_origin = old, f"grenade {mode} from {branch}"
-    tempest = bool(settings.get("tempest.enabled")) or grenade
-    tempest_origin = "grenade forces Tempest" if grenade and not settings.get(
-        "tempest.enabled") else _origin_of(settings, "tempest.enabled")
+    tempest = settings.tempest.enabled or grenade
+    tempest_origin = "grenade forces Tempest" if grenade and not settings.tempest.enabled \
+        else _origin_of(settings, "tempest.enabled")
     services, services_origin = _services(out, tempest, neutron, branch, branch_origin)
-    base = str(settings.get("paths.base") or "/opt/stack").rstrip("/") or "/opt/stack"
+    base = settings.paths.base.rstrip("/") or "/"
     _rows_network_head(out, gate, neutron)
     _rows_always(out, gate, services, services_origin, base, _libs_from_git(out, job))
     _rows_virt(out, gate, base)
@@ -395,7 +395,7 @@ def profile_blocks(settings: Settings, key: str, phase: str, blocks: Blocks) -> 
     if not isinstance(data, dict):
         return [Problem(locate(settings, ["devstack", name]), f"'{key}' must be a mapping "
                         "{file spec: {section: {option: value}}}")]
-    extra = tuple(settings.get("devstack.secrets") or ())
+    extra = settings.devstack.secrets
     for spec, sections in data.items():
         where = locate(settings, ["devstack", name, spec])
         problems += check_spec(str(spec), where)
@@ -421,7 +421,7 @@ def profile_blocks(settings: Settings, key: str, phase: str, blocks: Blocks) -> 
 
 
 def _profile_localrc(settings: Settings, out: _Out) -> None:
-    localrc = settings.get("devstack.localrc") or {}
+    localrc = settings.devstack.localrc
     for name, value in localrc.items():
         where = locate(settings, ["devstack", "localrc", name])
         text = _str(value)
@@ -505,7 +505,7 @@ def render(settings: Settings, *, primary_ip: str = "127.0.0.1", existing: str =
     its config blocks are merged under ours, as devstack-gate's appending ``dsconf`` did.
     ``job`` is the resolved job (``ctx.job``; none: no Zuul).
     """
-    secret_names = tuple(settings.get("devstack.secrets") or ())
+    secret_names = settings.devstack.secrets
     blocks = Blocks()
     out = _Out(settings, secret_names=secret_names)
     if existing:
@@ -519,7 +519,7 @@ def render(settings: Settings, *, primary_ip: str = "127.0.0.1", existing: str =
         out.add(name, value, origin)
     cinder.add_blocks(settings, backends, blocks)
     _profile_localrc(settings, out)
-    local_config = settings.get("devstack.local_config") or ""
+    local_config = settings.devstack.local_config
     if local_config:
         out.raw(local_config.rstrip("\n"), _origin_of(settings, "devstack.local_config"))
     passthrough = settings.gate.get("DEVSTACK_LOCAL_CONFIG") or ""

@@ -195,7 +195,7 @@ class StackPlan:
 
 def devstack_dir(settings: Any, base: Path) -> Path:
     """The devstack checkout: ``devstack.dir`` or ``$BASE/new/devstack``."""
-    configured = settings.get("devstack.dir")
+    configured = settings.devstack.dir
     return Path(configured) if configured else base / "new" / "devstack"
 
 
@@ -235,9 +235,9 @@ def localrc_secrets(conf: Path, secret_names: Iterable[str] = ()) -> set[str]:
 def plan(settings: Any, facts: StackFacts, devstack: Path, *, log: Path,
          time_left: float | None, env: Mapping[str, str], base: Path | None = None) -> StackPlan:
     """Return the StackPlan; raise UsageError/InfraError/BudgetExpiredError with the fix."""
-    user = str(settings.get("devstack.user") or "")
+    user = settings.devstack.user
     _check(user, facts, devstack, settings.origin("devstack.user"))
-    tests_reserve = float(settings.get("timeout.tests_minutes") or 0) * 60
+    tests_reserve = float(settings.timeout.tests_minutes) * 60
     timeout, why = None, "no job budget (unbounded)"
     if time_left is not None:
         timeout = time_left - tests_reserve
@@ -299,8 +299,8 @@ def _check_checkout(facts: StackFacts, devstack: Path) -> None:
 def run_phase(ctx: JobContext) -> PhaseResult:
     """Run stack.sh; return its timings, or raise StackFailedError / StackTimedOutError."""
     devstack = devstack_dir(ctx.settings, ctx.base)
-    user = str(ctx.settings.get("devstack.user") or "")
-    facts = inspect(devstack, user, ctx.settings.get("devstack.secrets") or [])
+    user = ctx.settings.devstack.user
+    facts = inspect(devstack, user, ctx.settings.devstack.secrets)
     the_plan = plan(ctx.settings, facts, devstack, log=ctx.dsvm_log_dir / "stack.sh.log",
                     time_left=ctx.time_left(), env=ctx.env, base=ctx.base)
     if ctx.plan_only:
@@ -431,5 +431,5 @@ def read_stackenv(path: Path, secret_values: Iterable[str] = ()) -> dict[str, st
 
 def preflight(settings: Any) -> None:
     """Refuse, before a job starts, a stack user that is root or missing (exit 2 / 3)."""
-    user = str(settings.get("devstack.user") or "")
+    user = settings.devstack.user
     _check_user(user, inspect(Path("/nonexistent"), user), settings.origin("devstack.user"))

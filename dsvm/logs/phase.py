@@ -23,7 +23,8 @@ from dsvm.logs.sources import (
     project_sources,
 )
 from dsvm.logs.store import Stored, Task, gzip_engine
-from dsvm.phase import JobContext, PhaseResult
+from dsvm.phase import ConfigureOutputs, JobContext, PhaseResult, TempestOutputs
+from dsvm.profile import Settings
 from dsvm.secrets import SecretOptions
 
 PHASE = "logs"
@@ -44,12 +45,12 @@ def run_phase(ctx: JobContext, *, root: str | Path | None = None,
     dest_dir = Path(dest).resolve() if dest else ctx.logs_dir
     root_dir = Path(root).resolve() if root else None
     # logs.publish is checked before anything is collected: bad config is exit 2 at once.
-    conf = settings.get("logs.publish") or {}
+    conf = settings.logs.publish or {}
     targets: list[publish.Target] = []
     if publish_logs or (publish_logs is None and publish.is_configured(conf)):
         targets = _targets(ctx, conf, log_path)
     sources = node_sources(settings)
-    rotated = collect.rotate(dest_dir, keep=int(settings.get("logs.keep") or 3))
+    rotated = collect.rotate(dest_dir, keep=settings.logs.keep)
     staging = ctx.dsvm_log_dir / "logs-staging"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True, exist_ok=True)
@@ -59,7 +60,7 @@ def run_phase(ctx: JobContext, *, root: str | Path | None = None,
         notes: list[str] = []
         extras.append(Source(str(snapshot.write_env(
             ctx.env, staging / "job-environment.txt",
-            tuple(settings.get("devstack.secrets") or []))), "job-environment.txt", "keep",
+            settings.devstack.secrets)), "job-environment.txt", "keep",
             why="the job's environment"))
         with ctx.ui.phase(PHASE, f"collect into {dest_dir}"):
             inventory = collect.inspect(sources, root=root_dir, base=str(ctx.base),
@@ -67,17 +68,16 @@ def run_phase(ctx: JobContext, *, root: str | Path | None = None,
             values, refused = secret_values(settings, inventory.found)
             values |= {v for t in targets for v in t.secrets if v}
             redactor = redact.Redactor.of(values, secret_options(settings))
-            budget_mb = int(settings.get("logs.size_budget_mb") or 0)
-            level = int(settings.get("logs.gzip_level") or 6)
-            engine = _engine(settings.get("logs.gzip_engine") or "auto")
-            the_plan = collect.plan(inventory, dest_dir,
-                                    compression=settings.get("logs.compression") or "gzip",
+            budget_mb = settings.logs.size_budget_mb
+            level = settings.logs.gzip_level
+            engine = _engine(settings.logs.gzip_engine)
+            the_plan = collect.plan(inventory, dest_dir, compression=settings.logs.compression,
                                     budget=budget_mb * MB or None, level=level, engine=engine)
             # The node snapshots (pip freeze: ~2 s) run while the files are redacted and
             # compressed, then are stored like any other source.
             late_plans: list[collect.CollectPlan] = []
             late: collect.Late | None = None
-            if root_dir is None and settings.get("logs.snapshots") is not False:
+            if root_dir is None and settings.logs.snapshots:
                 def start_snapshots() -> None:
                     nonlocal pending
                     pending = snapshot.start(ctx.runner(PHASE), staging / "snapshots",
@@ -93,7 +93,7 @@ def run_phase(ctx: JobContext, *, root: str | Path | None = None,
                     return late_plans[-1].tasks
 
                 late = collect.Late(start_snapshots, snapshot_tasks)
-            stored = _apply(ctx, the_plan, redactor, int(settings.get("logs.jobs") or 0),
+            stored = _apply(ctx, the_plan, redactor, settings.logs.jobs,
                             late)
             for extra_plan in late_plans:
                 the_plan = collect.merge(the_plan, extra_plan)
@@ -124,13 +124,13 @@ def run_phase(ctx: JobContext, *, root: str | Path | None = None,
     return PhaseResult(PHASE, code, outputs, summary)
 
 
-def node_sources(settings: Any) -> list[Source]:
+def node_sources(settings: Settings) -> list[Source]:
     """devstack-gate's table (unless ``logs.defaults`` is false), /etc/<project>, the profile's."""
     out: list[Source] = []
-    if settings.get("logs.defaults") is not False:
+    if settings.logs.defaults:
         out.extend(DEFAULT_SOURCES)
-        out.extend(project_sources(settings.get("projects") or []))
-    out.extend(profile_sources(settings.get("logs.sources") or []))
+        out.extend(project_sources(settings.top.projects))
+    out.extend(profile_sources(list(settings.logs.sources)))
     return out
 
 
@@ -155,12 +155,12 @@ def job_sources(ctx: JobContext, dest: Path, rotated: Path | None) -> list[Sourc
         if (ctx.dsvm_log_dir / name).is_file():
             out.append(Source(str(ctx.dsvm_log_dir / name), stored, "keep",
                               why="the job's summary"))
-    configure = ctx.outputs.get("configure") or {}
-    if src := where(configure.get("local_conf")):
+    configure = ctx.earlier(ConfigureOutputs)
+    if configure and (src := where(configure.local_conf)):
         out.append(Source(src, "local.conf.txt", "keep", why="configure phase"))
     results = ctx.outputs.get("results") or {}
-    tempest = ctx.outputs.get("tempest") or {}
-    if src := where(results.get("subunit")) or where(tempest.get("subunit")):
+    tempest = ctx.earlier(TempestOutputs)
+    if src := where(results.get("subunit")) or where(tempest.subunit if tempest else None):
         out.append(Source(src, "testrepository.subunit.gz", "keep", why="tempest stream"))
     names = {"html": "testr_results.html", "junit": "junit.xml", "summary": "summary.txt"}
     for key, value in results.items():
@@ -172,22 +172,22 @@ def job_sources(ctx: JobContext, dest: Path, rotated: Path | None) -> list[Sourc
     return out
 
 
-def secret_options(settings: Any) -> SecretOptions:
+def secret_options(settings: Settings) -> SecretOptions:
     """The secret-options table plus the names the profile declares secret (devstack's
     ``devstack.secrets`` variables, the cinder backends' ``secret_options``)."""
-    names = [str(n) for n in settings.get("devstack.secrets") or []]
-    for backend in settings.get("cinder.backends") or []:
+    names = list(settings.devstack.secrets)
+    for backend in settings.cinder.backends:
         if isinstance(backend, Mapping):
             names += [str(o) for o in backend.get("secret_options") or []]
     return secrets.secret_options().with_extra(names)
 
 
-def secret_values(settings: Any,
+def secret_values(settings: Settings,
                   found: Iterable[collect.Found]) -> tuple[set[str], list[dict[str, str]]]:
     """The profile's and environment's secrets plus every secret value the config files
     assign; and the manifest's note for each one too short or common to mask elsewhere."""
     options = secret_options(settings)
-    declared = [("logs.secrets", str(v)) for v in settings.get("logs.secrets") or [] if v]
+    declared = [("logs.secrets", v) for v in settings.logs.secrets if v]
     declared += [("a secret value of the profile or environment", v)
                  for v in settings.secret_values()]
     harvested: list[tuple[str, str]] = []

@@ -66,9 +66,10 @@ def write(path: Path, text: str | bytes) -> Path:
 
 def run_phase(ctx: JobContext) -> PhaseResult:
     """Produce every results artefact for the Tempest stream; exit code 1 if tests failed."""
-    from dsvm.phase import PhaseResult
+    from dsvm.phase import PhaseResult, TempestOutputs
 
-    src = (ctx.outputs.get("tempest") or {}).get("subunit")
+    tempest = ctx.earlier(TempestOutputs)
+    src = tempest.subunit if tempest else ""
     if not src:
         raise UsageError("no subunit stream from the tempest phase",
                          hint="run 'dsvm tempest' first, or 'dsvm results summary FILE'")
@@ -101,7 +102,7 @@ def _store(ctx: JobContext, run: stream.Run, out_dir: Path) -> dict[str, Any]:
 
     url = db.url_for(ctx.settings, ctx.env)
     meta = run_metadata(ctx.env, getattr(ctx.settings, "profile", None), ctx.job.metadata())
-    artifacts = ctx.settings.get("report.log_url") or ctx.env.get("LOG_URL") or None
+    artifacts = ctx.settings.report.log_url or ctx.env.get("LOG_URL") or None
     try:
         engine = db.connect(url)
         stored = db.store(engine, run, meta=meta, artifacts=artifacts)
