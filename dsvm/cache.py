@@ -40,7 +40,6 @@ TMP_MARK = ".dsvm-tmp-"
 INCOMPLETE_MARK = "dsvm-incomplete"  # inside <repo>/.git while a refresh is in flight
 
 
-
 # --------------------------------------------------------------------------------------------
 # Records
 
@@ -103,8 +102,8 @@ class RepoRecord:
     # and the object store's files. "" in manifests written before these fields existed.
     refs_digest: str = ""
     objects_digest: str = ""
-    fsck_at: str = ""
-    verified_by: str = ""  # "fsck" | "tips" (ref tips + unchanged object files)
+    fsck_at: str = ""  # when the last full verification (verified_by fsck or clone) passed
+    verified_by: str = ""  # "fsck" | "clone" (git's checks of a transport clone) | "tips"
     source_digest: str = ""  # Upstream.source_digest when it was last listed
 
 
@@ -176,15 +175,17 @@ def refs_digest(refs: Mapping[str, str]) -> str:
 
 
 def is_as_verified(local: RepoState, recorded: RepoRecord | None) -> bool:
-    """True when ``local`` is exactly what the last full fsck verified, so the tips suffice.
+    """True when ``local`` is exactly what the last full fsck verified, so no git must run.
 
-    ``inspect`` already proved every ref tip (local branches, ``origin/*``, tags) resolves
-    to an existing object of the right type and HEAD names an existing branch; this adds
-    that the refs and every file of the object store (name, size, mtime) are the ones the
-    last ``git fsck --connectivity-only`` passed. Together they catch a missing or broken
-    ref, a missing/extra/truncated/rewritten pack or loose object; they do not re-read
-    history behind the tips, which nothing has written since that fsck (we hold the lock,
-    git fetch/gc are the only writers and an interrupted fetch leaves its marker).
+    ``local`` (``inspect`` or ``inspect_files``) has every ref tip (``origin/*``, tags, the
+    local branches at their ``origin/*`` tips) as a valid name and HEAD on an existing
+    branch; this adds that those refs and every file of the object store (name, size,
+    mtime) are the ones the last ``git fsck --connectivity-only`` passed, so every tip
+    still names the object of the right type that fsck walked from. Together they catch a
+    missing or broken ref, a missing/extra/truncated/rewritten pack or loose object; they
+    do not re-read history behind the tips, which nothing has written since that fsck (we
+    hold the lock, git fetch/gc are the only writers and an interrupted fetch leaves its
+    marker).
     """
     return (recorded is not None and local.is_complete and local.damage is None
             and bool(recorded.refs_digest) and bool(recorded.objects_digest)
@@ -302,6 +303,28 @@ def inspect_path(path: Path, project: str, g: git.Git) -> RepoState:
                      objects_digest=objects_digest(path))
 
 
+def inspect_files(path: Path, project: str) -> RepoState | None:
+    """``inspect`` from the repo's files alone (no git process), or None when they do not
+    say it plainly: refs not in the files backend, HEAD not on a local branch, a local
+    branch not at its ``origin/*`` tip (then ``inspect`` asks git)."""
+    git_dir = path / ".git"
+    if not (git_dir / "HEAD").is_file() or (git_dir / INCOMPLETE_MARK).exists():
+        return None
+    refs = git.read_refs(path)
+    if refs is None:
+        return None
+    local = {ref: sha for ref, sha in refs.items() if ref.startswith("refs/heads/")}
+    if any(refs.get("refs/remotes/origin/" + ref[len("refs/heads/"):]) != sha
+           for ref, sha in local.items()):
+        return None
+    head, damage = _head_sha(git_dir, local)
+    if damage or head not in local.values():
+        return None
+    return RepoState(project, path, exists=True, is_complete=True,
+                     refs=git.upstream_view(refs), head=head,
+                     objects_digest=objects_digest(path))
+
+
 def source_refs_digest(git_dir: Path) -> str:
     """Fingerprint of the ref storage of the local repo ``git_dir`` ("" when it has no HEAD).
 
@@ -379,8 +402,9 @@ def _dir_size(path: Path) -> int:
 
 
 def _record(state: RepoState, upstream: Upstream, action: str, started: float,
-            prev: RepoRecord | None) -> RepoRecord:
-    """The manifest record of a repo that just passed ``git fsck`` (``state`` read after it)."""
+            prev: RepoRecord | None, verified_by: str = "fsck") -> RepoRecord:
+    """The manifest record of a repo that just passed a full verification (``verified_by``:
+    ``fsck``, or ``clone`` for git's own checks of a transport clone), ``state`` read after."""
     stamp = now_iso()
     branches = sum(1 for r in state.refs if r.startswith("refs/heads/"))
     record = prev if action == "keep" and prev is not None else RepoRecord(
@@ -389,15 +413,16 @@ def _record(state: RepoState, upstream: Upstream, action: str, started: float,
         tags=len(state.refs) - branches, size_bytes=_dir_size(state.path), synced_at=stamp,
         verified_at=stamp)
     return replace(record, action=action, refs_digest=refs_digest(state.refs),
-                   objects_digest=state.objects_digest, fsck_at=stamp, verified_by="fsck",
+                   objects_digest=state.objects_digest, fsck_at=stamp, verified_by=verified_by,
                    verified_at=stamp, source_digest=upstream.source_digest,
                    seconds=round(time.monotonic() - started, 3))
 
 
-def _clone_into_place(path: Path, upstream: Upstream, g: git.Git) -> RepoState:
-    """Clone in a hidden sibling, verify it, rename it over ``path`` (old one aside); return it.
+def _clone_into_place(path: Path, upstream: Upstream, g: git.Git) -> tuple[RepoState, str]:
+    """Clone in a hidden sibling, verify it, rename it over ``path`` (old one aside); return
+    it and what verified it (``fsck`` or ``clone``).
 
-    The fsck runs on the temporary clone: a repo that does not verify never reaches ``path``.
+    The check runs on the temporary clone: a repo that does not verify never reaches ``path``.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(path)
@@ -405,19 +430,22 @@ def _clone_into_place(path: Path, upstream: Upstream, g: git.Git) -> RepoState:
     try:
         # A local copy takes every object file of the mirror: only when it has nothing but
         # branches and tags (a Gerrit mirror's refs/changes/* would bloat the cache).
-        # A local copy takes the object files as they are, unhashed: the fsck below (on every
-        # new clone) is what verifies it (spec/node-prep.md §2.2, DIB's builder-side cache).
         source = None if upstream.other_refs else git.local_repo(upstream.url)
         g.clone_copy(upstream.url, tmp, f"clone {redact_url(upstream.url)}", source=source)
-        state = inspect_path(tmp, upstream.project, g)
-        problem = state.damage or g.fsck(tmp)
+        state = inspect_files(tmp, upstream.project) or inspect_path(tmp, upstream.project, g)
+        # A clone through the transport is verified by git itself: index-pack hashes every
+        # object it receives (their names are those hashes) and clone checks that the refs'
+        # history is all there, which is what fsck --connectivity-only would check again. A
+        # local copy takes the object files as they are, unhashed: fsck verifies it.
+        verified_by = "clone" if source is None else "fsck"
+        problem = state.damage or (g.fsck(tmp) if source is not None else None)
         if problem:
             raise InfraError(f"fresh clone of {upstream.project} does not verify: {problem}")
         if path.exists() or path.is_symlink():
             trash = _tmp_sibling(path)
             os.rename(path, trash)
         os.rename(tmp, path)
-        return replace(state, path=path)
+        return replace(state, path=path), verified_by
     finally:
         for leftover in (tmp, trash):
             if leftover is not None and leftover.exists():
@@ -438,28 +466,32 @@ def sync(cache_root: Path, upstream: Upstream, g: git.Git,
     """Bring one repo in line with upstream, verify it, repair it once; return its record.
 
     A new or changed repo (and one without digests from an earlier fsck) gets a full
-    ``git fsck --connectivity-only``; an unchanged one the cheaper check of ``is_as_verified``.
+    ``git fsck --connectivity-only``; an unchanged one the check of ``is_as_verified`` on
+    what its files say, without running git.
     """
     started = time.monotonic()
-    local = inspect(cache_root, upstream.project, g)
-    action = plan_repo(upstream, local, prev).action
-    if action == "keep" and prev is not None and is_as_verified(local, prev):
+    path = repo_path(cache_root, upstream.project)
+    quick = inspect_files(path, upstream.project)
+    if quick is not None and prev is not None and is_as_verified(quick, prev) \
+            and plan_repo(upstream, quick, prev).action == "keep":
         return replace(prev, action="keep", verified_at=now_iso(), verified_by="tips",
                        source_digest=upstream.source_digest,
                        seconds=round(time.monotonic() - started, 3))
+    local = inspect(cache_root, upstream.project, g)
+    action = plan_repo(upstream, local, prev).action
     problem = local.damage  # a broken tip: fetching into it is pointless, re-clone
     if problem is None:
         if action in ("clone", "reclone"):
-            state = _clone_into_place(local.path, upstream, g)
-            return _record(state, upstream, action, started, prev)
+            state, verified_by = _clone_into_place(local.path, upstream, g)
+            return _record(state, upstream, action, started, prev, verified_by)
         if action == "update":
             _update_in_place(local.path, upstream, g)
             local = inspect(cache_root, upstream.project, g)
         problem = local.damage or g.fsck(local.path)
     if problem:
         # Corrupt on disk (the Zuul test_broken_cache case): a clean re-clone repairs it.
-        state = _clone_into_place(local.path, upstream, g)
-        return _record(state, upstream, "repaired", started, prev)
+        state, verified_by = _clone_into_place(local.path, upstream, g)
+        return _record(state, upstream, "repaired", started, prev, verified_by)
     return _record(local, upstream, action, started, prev)
 
 

@@ -9,10 +9,12 @@ import pytest
 
 from dsvm import cache, git, proc
 from dsvm.errors import InfraError
+from tests.fixtures import gitdaemon
 from tests.fixtures.gitrepos import add_commit, make_repo, tip
 from tests.fixtures.httpserver import closed_port
 
 RETRY = git.Retry(timeout=30, attempts=2, backoff=0.01)
+git_daemon = gitdaemon.git_daemon
 
 
 @pytest.fixture
@@ -180,3 +182,78 @@ def test_a_branch_that_names_no_commit_is_damage_and_repaired(tmp_path, upstream
     state = cache.inspect(tmp_path / "git", "openstack/nova", g)
     assert state.damage == "refs/remotes/origin/stable/2024.1 names a tree, not a commit"
     assert _sync(tmp_path / "git", upstream, "openstack/nova", g, first).action == "repaired"
+
+
+# -- against a real git daemon on loopback ---------------------------------------------------
+
+def _git_commands(log: Path) -> list[str]:
+    """The git subcommands a runner logged, in order ("$ git <sub> ..." lines)."""
+    return [line.split()[2] for line in log.read_text().split("\n") if line.startswith("$ git ")]
+
+
+def test_rerun_against_a_git_daemon_asks_once_per_repo_and_runs_nothing_else(tmp_path,
+                                                                             git_daemon):
+    names = ["openstack/nova", "openstack/glance", "openstack/cinder"]
+    for name in names:
+        make_repo(git_daemon.root, name, commits=3, branches=("stable/x",), tags=("1.0",))
+    root = tmp_path / "git"
+
+    def run(log: Path, prev: dict[str, cache.RepoRecord]) -> dict[str, cache.RepoRecord]:
+        runner = proc.Runner(log)
+        probed = cache.probe_all(names, git_daemon.url, runner, RETRY, 2, prev)
+        assert set(probed.upstreams) == set(names), probed
+        done = cache.sync_all(root, probed.upstreams.values(), runner, RETRY, jobs=2,
+                              prev=prev)
+        assert not done.failed, done.failed
+        return done.records
+
+    first = run(tmp_path / "first.log", {})
+    assert {(r.action, r.verified_by) for r in first.values()} == {("clone", "clone")}
+    # A transport clone is verified by git's own checks: no fsck, no for-each-ref after it.
+    assert sorted(_git_commands(tmp_path / "first.log")) == ["clone"] * 3 + ["ls-remote"] * 3
+    again = run(tmp_path / "again.log", first)
+    assert {(r.action, r.verified_by) for r in again.values()} == {("keep", "tips")}
+    assert _git_commands(tmp_path / "again.log") == ["ls-remote"] * len(names)
+
+    new = add_commit(git_daemon.root / "openstack/glance")
+    third = run(tmp_path / "third.log", again)
+    assert third["openstack/glance"].action == "update"
+    assert third["openstack/glance"].head == new
+    assert {third[n].action for n in names if n != "openstack/glance"} == {"keep"}
+    assert "fetch" in _git_commands(tmp_path / "third.log")
+
+
+def test_a_project_the_daemon_does_not_serve_is_not_found(tmp_path, git_daemon):
+    make_repo(git_daemon.root, "openstack/nova")
+    runner = proc.Runner(tmp_path / "probe.log")
+    probed = cache.probe_all(["openstack/nova", "openstack/nope"], git_daemon.url, runner,
+                             RETRY, 2)
+    assert set(probed.upstreams) == {"openstack/nova"}
+    assert set(probed.not_found) == {"openstack/nope"} and not probed.unreachable
+    assert _git_commands(tmp_path / "probe.log").count("ls-remote") == 2  # not retried
+
+
+def test_a_local_branch_off_its_origin_tip_is_checked_by_git(tmp_path, upstream, g):
+    first = _sync(tmp_path / "git", upstream, "openstack/nova", g)
+    repo = tmp_path / "git/openstack/nova"
+    assert cache.inspect_files(repo, "openstack/nova") is not None
+    (repo / ".git/refs/heads/master").write_text("1" * 40 + "\n")  # no such object
+    assert cache.inspect_files(repo, "openstack/nova") is None  # the files cannot vouch
+    rec = _sync(tmp_path / "git", upstream, "openstack/nova", g, first)
+    assert rec.action == "repaired" and g.fsck(repo) is None
+
+
+def test_a_transport_clone_of_a_corrupt_upstream_never_reaches_the_cache(tmp_path, git_daemon):
+    nova = make_repo(git_daemon.root, "openstack/nova", commits=2)
+    blob = proc.Runner().run(["git", "rev-parse", "master:file0.txt"], desc="blob", cwd=nova)
+    sha = blob.stdout.strip()
+    loose = nova / "objects" / sha[:2] / sha[2:]
+    loose.chmod(0o644)
+    loose.write_bytes(b"garbage")  # the server now sends what it has: not that object
+    runner = proc.Runner(tmp_path / "sync.log")
+    probed = cache.probe_all(["openstack/nova"], git_daemon.url, runner, RETRY, 1)
+    done = cache.sync_all(tmp_path / "git", probed.upstreams.values(), runner, RETRY, jobs=1,
+                          prev={})
+    assert set(done.failed) == {"openstack/nova"} and not done.records
+    assert not (tmp_path / "git/openstack/nova").exists()
+    assert not list((tmp_path / "git/openstack").glob(f".*{cache.TMP_MARK}*"))
