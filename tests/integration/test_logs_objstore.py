@@ -188,7 +188,7 @@ def test_failover_from_an_unreachable_rsync_host_to_swift(tmp_path: Path,
 
 
 def test_s3_api_upload_read_back_with_boto3(tmp_path: Path, swift: Swift) -> None:  # noqa: F811
-    boto3 = pytest.importorskip("boto3")
+    import boto3  # a test dependency (pyproject's test extra): missing is a failure
     node = fakenode.build(tmp_path / "node", large_lines=100)
     creds = tmp_path / "s3.ini"
     creds.write_text(f"[ci]\naws_access_key_id = {USER}\naws_secret_access_key = {KEY}\n")
