@@ -559,6 +559,9 @@ def upload(store: Store, files: Sequence[Upload], prefix: str, *, jobs: int = 8,
     except HttpError as exc:
         result.error = str(exc)
         return _done(result, t0)
+    except (ValueError, KeyError, ET.ParseError) as exc:  # an answer that is no listing
+        result.error = f"{store.describe()}: unexpected answer ({exc.__class__.__name__})"
+        return _done(result, t0)
     result.url = store.public_url(prefix)
     todo = []
     for f in files:
