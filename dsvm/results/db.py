@@ -56,7 +56,6 @@ class _Blob(sa.types.TypeDecorator[bytes]):
 
 
 _BLOB = _Blob()
-_INNODB: dict[str, Any] = {"mysql_engine": "InnoDB"}
 
 metadata = sa.MetaData()
 tests = sa.Table(
@@ -65,8 +64,7 @@ tests = sa.Table(
     sa.Column("test_id", sa.String(256), nullable=False),
     sa.Column("run_count", sa.Integer), sa.Column("success", sa.Integer),
     sa.Column("failure", sa.Integer), sa.Column("run_time", sa.Float),
-    sa.Index("ix_test_ids", "id", "test_id", mysql_length={"test_id": 30}),
-    sa.Index("ix_tests_test_id", "test_id", mysql_length=30), **_INNODB)
+    sa.Index("ix_test_ids", "id", "test_id"), sa.Index("ix_tests_test_id", "test_id"))
 runs = sa.Table(
     "runs", metadata,
     sa.Column("uuid", sa.String(36)),
@@ -74,7 +72,7 @@ runs = sa.Table(
     sa.Column("skips", sa.Integer), sa.Column("fails", sa.Integer),
     sa.Column("passes", sa.Integer), sa.Column("run_time", sa.Float),
     sa.Column("artifacts", sa.Text), sa.Column("run_at", sa.DateTime),
-    sa.Index("ix_run_at", "run_at"), sa.Index("ix_run_uuid", "uuid"), **_INNODB)
+    sa.Index("ix_run_at", "run_at"), sa.Index("ix_run_uuid", "uuid"))
 test_runs = sa.Table(
     "test_runs", metadata,
     sa.Column("id", _PK, primary_key=True, autoincrement=True),
@@ -87,7 +85,7 @@ test_runs = sa.Table(
     sa.Index("ix_test_runs_test_id", "test_id"), sa.Index("ix_test_runs_run_id", "run_id"),
     sa.Index("ix_test_runs_start_time", "start_time"),
     sa.Index("ix_test_runs_stop_time", "stop_time"),
-    sa.UniqueConstraint("test_id", "run_id", name="uq_test_runs"), **_INNODB)
+    sa.UniqueConstraint("test_id", "run_id", name="uq_test_runs"))
 
 
 def _meta_table(name: str, owner: str, prefix: str, ix_owner: str) -> sa.Table:
@@ -97,7 +95,7 @@ def _meta_table(name: str, owner: str, prefix: str, ix_owner: str) -> sa.Table:
         sa.Column("key", sa.String(255)), sa.Column("value", sa.String(255)),
         sa.Column(owner, sa.BigInteger),
         sa.Index(f"ix_{prefix}_key_value", "key", "value"), sa.Index(ix_owner, owner),
-        sa.UniqueConstraint(owner, "key", "value", name=f"uq_{name}"), **_INNODB)
+        sa.UniqueConstraint(owner, "key", "value", name=f"uq_{name}"))
 
 
 run_metadata = _meta_table("run_metadata", "run_id", "run", "ix_run_id")
@@ -108,7 +106,7 @@ attachments = sa.Table(
     sa.Column("id", _PK, primary_key=True, autoincrement=True),
     sa.Column("test_run_id", sa.BigInteger), sa.Column("label", sa.String(255)),
     sa.Column("attachment", _BLOB),
-    sa.Index("ix_attach_test_run_id", "test_run_id"), **_INNODB)
+    sa.Index("ix_attach_test_run_id", "test_run_id"))
 # dsvm's own tables beside subunit2sql's (subunit2sql's migrations never touch them): created
 # with the schema, and added to a database already at HEAD by ensure_schema().
 log_signatures = sa.Table(
@@ -119,7 +117,7 @@ log_signatures = sa.Table(
     sa.Column("first_where", sa.String(512)), sa.Column("first_line", sa.Text),
     sa.Column("count", sa.Integer),
     sa.Index("ix_dsvm_log_signatures_run_id", "run_id"),
-    sa.Index("ix_dsvm_log_signatures_digest", "digest"), **_INNODB)
+    sa.Index("ix_dsvm_log_signatures_digest", "digest"))
 DSVM_TABLES = (log_signatures,)
 alembic_version = sa.Table(
     "alembic_version", metadata,
@@ -253,11 +251,11 @@ def ensure_schema(conn: Connection, create: bool = True) -> None:
     if rev == HEAD:
         missing = [t for t in DSVM_TABLES if t.name not in names]
         if create and missing:
-            metadata.create_all(conn, tables=missing, checkfirst=False)
+            _create(conn, missing)
         return
     url = conn.engine.url.render_as_string(hide_password=True)
     if rev == "" and create:
-        metadata.create_all(conn)
+        _create(conn)
         conn.execute(alembic_version.insert().values(version_num=HEAD))
         return
     if rev == "":
@@ -271,6 +269,28 @@ def ensure_schema(conn: Connection, create: bool = True) -> None:
     raise UsageError(f"{url} is not a subunit2sql database at a revision dsvm knows "
                      f"({rev or 'no alembic_version'})",
                      hint="point --db at a new or subunit2sql database")
+
+
+# MySQL/MariaDB's DDL options (InnoDB tables, subunit2sql's 30-character index prefixes on
+# tests.test_id), set on the tables only for a MySQL database: naming them in the Table() calls
+# makes SQLAlchemy import its MySQL dialect to check them, for every SQLite store too (~30 ms).
+_MYSQL_INDEX_LENGTHS: dict[str, Any] = {"ix_test_ids": {"test_id": 30}, "ix_tests_test_id": 30}
+
+
+def _mysql_options() -> None:
+    for table in metadata.tables.values():
+        if table is not alembic_version:
+            table.dialect_kwargs["mysql_engine"] = "InnoDB"
+        for index in table.indexes:
+            if index.name in _MYSQL_INDEX_LENGTHS:
+                index.dialect_kwargs["mysql_length"] = _MYSQL_INDEX_LENGTHS[index.name]
+
+
+def _create(conn: Connection, tables: list[sa.Table] | None = None) -> None:
+    """CREATE the tables (all by default), with the MySQL options on MySQL/MariaDB."""
+    if conn.dialect.name in ("mysql", "mariadb"):
+        _mysql_options()
+    metadata.create_all(conn, tables=tables, checkfirst=tables is None)
 
 
 def _lock(conn: Connection) -> None:

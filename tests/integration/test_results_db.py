@@ -101,6 +101,13 @@ def test_schema_matches_subunit2sql_head(db_url) -> None:
         assert str(cols["test_id"]["type"]) == "BIGINT"
         rt = {c["name"]: c for c in insp.get_columns("tests")}["run_time"]
         assert str(rt["type"]) == "DOUBLE PRECISION"
+    if engine.dialect.name in ("mysql", "mariadb"):  # the options set only for MySQL
+        lengths = {ix["name"]: ix.get("dialect_options", {}).get("mysql_length")
+                   for ix in insp.get_indexes("tests")}
+        assert lengths == {"ix_test_ids": {"test_id": 30}, "ix_tests_test_id": {"test_id": 30}}
+        att = {c["name"]: c for c in insp.get_columns("attachments")}["attachment"]
+        assert str(att["type"]) == "LONGBLOB"
+        assert insp.get_table_options("tests")["mysql_engine"] == "InnoDB"
     with engine.connect() as conn:
         assert conn.execute(sa.text("select version_num from alembic_version")).all() == [
             (db.HEAD,)]
