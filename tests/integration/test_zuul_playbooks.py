@@ -11,6 +11,8 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,19 @@ ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 PLAYBOOKS = ROOT / "zuul/playbooks/dsvm"
 SECRET = "Arr4yS3cr3tDoNotLog"
+
+
+@pytest.fixture
+def job_root() -> Iterator[Path]:
+    """A temporary directory the stack user can traverse, outside /tmp/pytest-of-<user>: a
+    pytest session starting meanwhile (other suites on the machine) puts that one back to 0700,
+    and stack.sh would then be 'Permission denied' mid-job."""
+    root = Path(tempfile.mkdtemp(prefix="dsvm-zuul-job-"))
+    root.chmod(0o711)
+    try:
+        yield root
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 def _tool(name: str) -> Path:
@@ -60,8 +75,9 @@ def _texts(root: Path) -> str:
 
 
 @pytest.mark.slow
-def test_playbooks_run_the_job_to_the_end_and_return_the_artifacts(tmp_path: Path,
+def test_playbooks_run_the_job_to_the_end_and_return_the_artifacts(job_root: Path,
                                                                    stack_user: str) -> None:
+    tmp_path = job_root
     base, ws, output = tmp_path / "base", tmp_path / "ws", tmp_path / "zuul-output/logs"
     projects = make_cache(tmp_path / "cache", tests=5)
     executor = Executor(home=tmp_path / "home", upstream=tmp_path / "upstream")
@@ -85,7 +101,6 @@ def test_playbooks_run_the_job_to_the_end_and_return_the_artifacts(tmp_path: Pat
                      "DSVM_RESULTS_DB": f"sqlite:///{tmp_path}/results.db"}}))
     logs = ""
     for playbook in ("pre.yaml", "run.yaml", "post.yaml"):
-        fake.grant_traverse(tmp_path)  # a concurrent pytest session resets /tmp/pytest-of-*
         done = _ansible(playbook, extra, tmp_path)
         logs += done.stdout + done.stderr
         assert done.returncode == 0, f"{playbook}:\n{done.stdout}\n{done.stderr}"
