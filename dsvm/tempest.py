@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -144,8 +143,8 @@ def plan(ctx: JobContext) -> Selection:
 
 
 def plan_phase(ctx: JobContext) -> dict[str, Any]:
-    """For ``dsvm run --plan``: the selection the phase will run (``plan()``)."""
-    return plan(ctx).as_json()
+    """For ``dsvm run --plan``: the selection (``plan()``) and the environment that would run it."""
+    return {**plan(ctx).as_json(), "environment": describe(ctx)}
 
 
 def select(settings: Settings, lists: Mapping[str, str] | None = None,
@@ -408,15 +407,159 @@ def exclude_list_text(exclusions: Sequence[Exclusion]) -> str:
 
 @dataclass(frozen=True)
 class Checkout:
-    """Where Tempest runs: the checkout, the stestr to use, the user to run as."""
+    """Where Tempest runs: the checkout, the environment (stestr + python) that imports
+    Tempest, why it was chosen, the plugins it has, and the user to run as."""
 
     dir: Path
     stestr: str
     user: str
+    python: str = ""
+    why: str = ""
+    plugins: tuple[str, ...] = ()
 
 
-def checkout(ctx: JobContext) -> Checkout:
-    """Find the Tempest checkout and its stestr; raise UsageError naming what is missing."""
+@dataclass(frozen=True)
+class Environment:
+    """One candidate Tempest environment: where it came from, its stestr and its python."""
+
+    name: str
+    stestr: str
+    python: str
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What one environment's python says: the Tempest it imports (or why not), its plugins."""
+
+    tempest: str = ""
+    error: str = ""
+    plugins: tuple[str, ...] = ()
+
+
+# Run with the candidate environment's own python in the checkout (so the checkout's own
+# ``tempest`` package wins, as in stestr's discovery): imports what discovery imports (a real
+# Tempest's config and plugin loader, which need oslo.config, oslo.log, stevedore...), and
+# names the top-level modules of the tempest.test_plugins entry points (the plugins there).
+PROBE = """\
+import json, os, sys, importlib.metadata as m
+sys.path.insert(0, os.getcwd())
+out = {}
+try:
+    import tempest
+    here = os.path.dirname(tempest.__file__)
+    if os.path.isfile(os.path.join(here, "test_discover", "plugins.py")):
+        import tempest.config, tempest.test_discover.plugins
+        out["tempest"] = m.version("tempest")
+    else:  # a Tempest-shaped suite of the checkout's own
+        out["tempest"] = "(package " + here + ")"
+except Exception as exc:
+    out["error"] = f"{type(exc).__name__}: {exc}"
+eps = m.entry_points(group="tempest.test_plugins")
+out["plugins"] = sorted({ep.value.split(":")[0].split(".")[0] for ep in eps})
+print(json.dumps(out))
+"""
+
+# A selection names a plugin's tests by its module (cinder_tempest_plugin, ...).
+_PLUGIN_MODULE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*tempest[A-Za-z0-9_]*")
+
+
+def environments(stestr: str, stestr_origin: str, venv: str, venv_origin: str, tdir: Path,
+                 dest: Path, on_path: str | None) -> list[Environment]:
+    """The candidate environments in the order they are tried (pure).
+
+    An explicit tempest.stestr or tempest.venv is the only candidate; otherwise devstack's
+    ``<checkout>/.tox/tempest``, then its global venv ``$DEST/data/venv`` (GLOBAL_VENV,
+    default since 2023.2), then the stestr on PATH. dsvm's own venv is never one: it cannot
+    import Tempest's dependencies.
+    """
+    if stestr:
+        return [Environment(f"tempest.stestr ({stestr_origin})", stestr, "")]
+    if venv:
+        return [Environment(f"tempest.venv ({venv_origin})", str(Path(venv) / "bin/stestr"),
+                            str(Path(venv) / "bin/python"))]
+    out = [Environment(".tox/tempest", str(tdir / ".tox/tempest/bin/stestr"),
+                       str(tdir / ".tox/tempest/bin/python")),
+           Environment("$DEST/data/venv", str(dest / "data/venv/bin/stestr"),
+                       str(dest / "data/venv/bin/python"))]
+    if on_path:
+        out.append(Environment("PATH", on_path, ""))
+    return out
+
+
+def _python_of(stestr: str) -> str:
+    """The python an stestr runs under: its venv's, else its ``#!`` line's."""
+    beside = Path(stestr).parent / "python"
+    if beside.is_file():
+        return str(beside)
+    try:
+        with open(stestr, "rb") as fh:
+            first = fh.readline(400).decode("utf-8", "replace")
+    except OSError:
+        return ""
+    if first.startswith("#!"):
+        words = first[2:].split()
+        if words and Path(words[0]).name == "env" and len(words) > 1:
+            return proc.which(words[1]) or ""
+        return words[0] if words else ""
+    return ""
+
+
+def probe(runner: proc.Runner, env: Environment, user: str, tdir: Path) -> Probe:
+    """Ask the environment's python whether it imports Tempest, and which plugins it has."""
+    import json
+
+    python = env.python if env.python and Path(env.python).is_file() \
+        else _python_of(env.stestr)
+    if not Path(env.stestr).is_file():
+        return Probe(error=f"no {env.stestr}")
+    if not python:
+        return Probe(error=f"cannot tell which python {env.stestr} runs under")
+    result = runner.run(proc.as_user(user or None, [python, "-c", PROBE]),
+                        desc=f"probe Tempest environment {env.name}", check=False, cwd=tdir,
+                        merge_stderr=False, stream=False, timeout=120,
+                        env=proc.clean_env())
+    try:
+        data = json.loads(result.stdout.strip().split("\n")[-1])
+    except (ValueError, IndexError):
+        return Probe(error=f"{python} exited {result.exit_code}: "
+                           f"{' | '.join(result.tail[-2:])[-200:]}")
+    return Probe(tempest=str(data.get("tempest") or ""), error=str(data.get("error") or ""),
+                 plugins=tuple(data.get("plugins") or ()))
+
+
+def plugins_named(selection: Selection) -> list[str]:
+    """Plugin modules the selection's include regexes name (e.g. cinder_tempest_plugin)."""
+    found = {m for p in selection.passes for rx in p.include for m in _PLUGIN_MODULE.findall(rx)}
+    return sorted(found - {"tempest"})
+
+
+def _user(settings: Settings, listing: bool) -> tuple[str, str]:
+    """(user to run as, note): a missing tempest user fails a run but not a listing."""
+    import pwd
+
+    user = str(settings.get("tempest.user") or "")
+    if not user:
+        return "", ""
+    try:
+        pwd.getpwnam(user)
+    except KeyError:
+        if listing:  # listing runs no test: anyone who can read the tree may list it
+            return "", f"tempest.user '{user}' does not exist; listing as the current user"
+        raise UsageError(f"tempest.user '{user}' does not exist on this node",
+                         details={"tempest.user": settings.origin("tempest.user")},
+                         hint="create the user (prepare-node does), or set tempest.user "
+                              "to '' to run as the current user") from None
+    return user, ""
+
+
+def checkout(ctx: JobContext, *, listing: bool = False,
+             runner: proc.Runner | None = None) -> Checkout:
+    """Find the Tempest checkout and the first environment that imports Tempest.
+
+    Raises UsageError when there is no checkout, no environment imports Tempest (each
+    candidate is named with its reason), the tempest user is missing (except when
+    ``listing``), or the selection names a plugin the environment lacks.
+    """
     settings = ctx.settings
     tdir = Path(settings.get("tempest.dir") or ctx.base / "new" / "tempest")
     if not (tdir / ".stestr.conf").is_file():
@@ -424,26 +567,106 @@ def checkout(ctx: JobContext) -> Checkout:
                          details={"tempest.dir": f"{tdir} ({settings.origin('tempest.dir')})"},
                          hint="give the checkout with --tempest-dir (or tempest.dir); "
                               "'tempest init DIR' makes a workspace with one")
-    stestr = str(settings.get("tempest.stestr") or "")
-    if not stestr:
-        candidates = [tdir / ".tox" / "tempest" / "bin" / "stestr",
-                      Path(sys.executable).parent / "stestr"]
-        found = next((c for c in candidates if c.is_file() and os.access(c, os.X_OK)), None)
-        stestr = str(found) if found else (proc.which("stestr") or "")
-    if not stestr:
-        raise UsageError("stestr not found", hint="install stestr, or set tempest.stestr")
-    user = str(settings.get("tempest.user") or "")
-    if user:
-        import pwd
+    user, note = _user(settings, listing)
+    if note:
+        ctx.ui.warn(note)
+    runner = runner or ctx.runner(PHASE)
+    candidates = environments(str(settings.get("tempest.stestr") or ""),
+                              settings.origin("tempest.stestr"),
+                              str(settings.get("tempest.venv") or ""),
+                              settings.origin("tempest.venv"), tdir, ctx.base / "new",
+                              proc.which("stestr"))
+    rejected: list[str] = []
+    for env in candidates:
+        found = probe(runner, env, user, tdir)
+        if found.tempest:
+            why = f"{env.name}: imports tempest {found.tempest}" + (
+                f" (not: {'; '.join(rejected)})" if rejected else "")
+            co = Checkout(dir=tdir.resolve(), stestr=env.stestr, user=user,
+                          python=env.python or _python_of(env.stestr), why=why,
+                          plugins=found.plugins)
+            runner.note(f"# Tempest environment {why}")
+            _check_plugins(ctx, co)
+            if not listing and not found.tempest.startswith("("):  # a real Tempest
+                check_cloud(tempest_conf(co.dir, ctx.env))
+            return co
+        rejected.append(f"{env.name}: {found.error}")
+    raise UsageError("no environment that can import Tempest",
+                     details={env.name: reason.split(": ", 1)[-1]
+                              for env, reason in zip(candidates, rejected, strict=True)},
+                     log_path=str(runner.log) if runner.log else None,
+                     hint="install Tempest (and its plugins) in <checkout>/.tox/tempest as "
+                          "devstack does, or set tempest.venv / tempest.stestr")
 
-        try:
-            pwd.getpwnam(user)
-        except KeyError:
-            raise UsageError(f"tempest.user '{user}' does not exist on this node",
-                             details={"tempest.user": settings.origin("tempest.user")},
-                             hint="create the user (prepare-node does), or set tempest.user "
-                                  "to '' to run as the current user") from None
-    return Checkout(dir=tdir.resolve(), stestr=stestr, user=user)
+
+def tempest_conf(tdir: Path, env: Mapping[str, str]) -> Path:
+    """The tempest.conf Tempest will read when run in ``tdir`` (tempest/config.py's order:
+    $TEMPEST_CONFIG_DIR/$TEMPEST_CONFIG, else <cwd>/etc, else /etc/tempest)."""
+    name = env.get("TEMPEST_CONFIG") or "tempest.conf"
+    if env.get("TEMPEST_CONFIG_DIR"):
+        return Path(env["TEMPEST_CONFIG_DIR"]) / name
+    local = tdir / "etc"
+    return (local if local.is_dir() else Path("/etc/tempest")) / name
+
+
+def check_cloud(conf: Path, timeout: float = 10) -> None:
+    """Exit 3 before any test runs when tempest.conf is missing or its identity endpoint
+    does not answer (Tempest would fail every test with a connection error)."""
+    import configparser
+    import urllib.error
+    import urllib.request
+
+    if not conf.is_file():
+        raise InfraError(f"no tempest.conf at {conf}",
+                         hint="stack.sh writes it (devstack's lib/tempest); set "
+                              "TEMPEST_CONFIG_DIR when it lives elsewhere")
+    parser = configparser.RawConfigParser(strict=False, interpolation=None)
+    try:
+        parser.read(conf)
+    except configparser.Error as exc:
+        raise InfraError(f"{conf} does not parse: {exc}") from None
+    uri = parser.get("identity", "uri_v3", fallback="") or parser.get("identity", "uri",
+                                                                      fallback="")
+    if not uri:
+        return  # nothing to check against (Tempest will say what is missing)
+    try:
+        with urllib.request.urlopen(uri, timeout=timeout):
+            pass
+    except urllib.error.HTTPError:
+        return  # it answered
+    except (OSError, ValueError) as exc:
+        raise InfraError(f"the identity endpoint of tempest.conf does not answer: {uri}",
+                         details={"tempest.conf": str(conf), "error": str(exc)},
+                         hint="the cloud is down (see the service logs), or tempest.conf "
+                              "points at the wrong place") from None
+
+
+def _check_plugins(ctx: JobContext, co: Checkout) -> None:
+    """Exit 2 when the selection names plugin tests the environment does not have."""
+    try:
+        selection = plan(ctx)
+    except UsageError:
+        return  # the caller reports a bad selection itself
+    missing = [m for m in plugins_named(selection) if m not in co.plugins]
+    if missing:
+        raise UsageError(f"the Tempest selection '{selection.name}' names plugin tests "
+                         f"({', '.join(missing)}) the Tempest environment does not have",
+                         details={"environment": co.why,
+                                  "plugins there": ", ".join(co.plugins) or "none"},
+                         hint="install the plugin into that environment (devstack installs "
+                              "plugins into .tox/tempest), or choose one that has it with "
+                              "tempest.venv")
+
+
+def describe(ctx: JobContext) -> dict[str, Any]:
+    """For ``--plan``: which environment would run the tests now, and why (probes only: no
+    log is written)."""
+    try:
+        co = checkout(ctx, runner=proc.Runner())
+    except UsageError as exc:
+        return {"chosen": None, "why": exc.message, "details": exc.details}
+    return {"chosen": co.stestr, "python": co.python, "why": co.why,
+            "plugins": list(co.plugins), "user": co.user or "(current)"}
 
 
 def stestr_argv(co: Checkout, p: Pass, selection: Selection, include: Path | None,
@@ -683,6 +906,7 @@ def _announce(ctx: JobContext, selection: Selection, co: Checkout) -> None:
         ui.detail(f"  pass {p.name} {mode}: {' | '.join(p.include) or '(every test)'}")
     for note in selection.notes:
         ui.warn(note)
+    ui.info(f"Tempest environment {co.why}")
     ui.detail(f"  checkout {co.dir}, stestr {co.stestr}, user {co.user or '(current)'}")
 
 

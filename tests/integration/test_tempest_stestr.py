@@ -89,7 +89,7 @@ def test_exclusions_are_printed_with_reasons(tmp_path: Path, suite: Path) -> Non
 @pytest.mark.slow
 def test_budget_expiry_keeps_a_valid_partial_stream(tmp_path: Path, suite: Path) -> None:
     ctx = job_context(tmp_path, suite, {"selection": "regex", "serial": True,
-                                        "regex": f"test_volume_list {HANG}"}, budget=4.0)
+                                        "regex": f"test_volume_list {HANG}"}, budget=8.0)
     with pytest.raises(BudgetExpiredError) as err:
         tempest.run_phase(ctx)
     assert err.value.exit_code == EXIT_TIMEOUT
