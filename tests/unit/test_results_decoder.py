@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import random
+from collections.abc import Iterable
 from pathlib import Path
 
 import pytest
@@ -34,11 +35,16 @@ class Recorder:
     def stopTestRun(self) -> None:  # noqa: N802
         pass
 
-    def status(self, **kw: object) -> None:
-        kw["file_bytes"] = bytes(kw["file_bytes"]) if kw.get("file_bytes") else b""  # type: ignore[call-overload]
-        tags = kw.get("test_tags")
-        kw["test_tags"] = frozenset(tags) if tags is not None else None  # type: ignore[arg-type]
-        self.events.append(tuple(kw.get(f) for f in FIELDS))
+    # python-subunit's StreamResult.status: it calls by keyword, dsvm's decoder by position
+    def status(self, test_id: str | None = None, test_status: str | None = None,
+               test_tags: Iterable[str] | None = None, runnable: bool = True,
+               file_name: str | None = None, file_bytes: bytes | None = None,
+               eof: bool = False, mime_type: str | None = None,
+               route_code: str | None = None, timestamp: dt.datetime | None = None) -> None:
+        self.events.append((test_id, test_status,
+                            frozenset(test_tags) if test_tags is not None else None, runnable,
+                            file_name, bytes(file_bytes) if file_bytes else b"", eof,
+                            mime_type, route_code, timestamp))
 
 
 def _stream() -> bytes:
