@@ -41,7 +41,14 @@ from dsvm.errors import (
     exit_line,
     failure_from,
 )
-from dsvm.phase import PHASES, ConfigureOutputs, JobContext, PhaseResult, TempestOutputs
+from dsvm.phase import (
+    PHASES,
+    ConfigureOutputs,
+    JobContext,
+    PhaseResult,
+    ResultsOutputs,
+    TempestOutputs,
+)
 from dsvm.profile import Settings
 from dsvm.results import phase as results
 
@@ -506,7 +513,8 @@ def report(outcome: Outcome, the_plan: JobPlan, ctx: JobContext) -> dict[str, An
     """The stable JSON summary of a finished job (also what summary.md is made from)."""
     s, out, job = ctx.settings, ctx.outputs, ctx.job
     tempest, configure = ctx.earlier(TempestOutputs), ctx.earlier(ConfigureOutputs)
-    counts = (out.get("results") or {}).get("counts") or (tempest.counts if tempest else None)
+    results = ctx.earlier(ResultsOutputs)
+    counts = (results.counts if results else None) or (tempest.counts if tempest else None)
     backends: list[object] = list(configure.backends if configure else ()) or [
         b.get("name") for b in s.cinder.backends if isinstance(b, Mapping)]
     log_url = (out.get("logs") or {}).get("url") or _log_url(s.report.log_url, job.zuul.log_path)

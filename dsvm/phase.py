@@ -189,6 +189,52 @@ class ConfigureOutputs(Outputs):
         return cls(str(data.get("local_conf") or ""), tuple(data.get("backends") or ()))
 
 
+@dataclass(frozen=True)
+class ResultsOutputs(Outputs):
+    """The results phase's reports (paths), counts and verdict, and where the run was stored."""
+
+    PHASE = "results"
+
+    subunit: str
+    summary: str
+    junit: str
+    html: str
+    counts: Mapping[str, int]
+    ok: bool
+    run_uuid: str | None = None  # stored in the results DB ``db`` (shown form) ...
+    db: str | None = None
+    history: str | None = None
+    db_error: str | None = None  # ... or why it was not
+
+    def reports(self) -> dict[str, str]:
+        """The report files by kind, in the order the phase wrote them."""
+        out = {"summary": self.summary, "junit": self.junit}
+        if self.history:
+            out["history"] = self.history
+        out["html"] = self.html
+        return out
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"subunit": self.subunit, "summary": self.summary,
+                               "junit": self.junit}
+        if self.db_error is not None:
+            out["db_error"] = self.db_error
+        elif self.run_uuid is not None:
+            out.update({"run_uuid": self.run_uuid, "db": self.db, "history": self.history})
+        out.update({"html": self.html, "counts": dict(self.counts), "ok": self.ok})
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ResultsOutputs:
+        def text(key: str) -> str | None:
+            return None if data.get(key) is None else str(data[key])
+
+        return cls(str(data.get("subunit") or ""), str(data.get("summary") or ""),
+                   str(data.get("junit") or ""), str(data.get("html") or ""),
+                   dict(data.get("counts") or {}), bool(data.get("ok")), text("run_uuid"),
+                   text("db"), text("history"), text("db_error"))
+
+
 def context(settings: Settings, env: Mapping[str, str] | None = None, *,
             workspace: str | os.PathLike[str] | None = None, plan_only: bool = False,
             budget_seconds: float | None = None, zuul_vars: str | None = None,

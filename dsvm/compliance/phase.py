@@ -23,6 +23,7 @@ from dsvm.compliance import checks, inventory, signatures
 from dsvm.compliance.evidence import JobDir
 from dsvm.compliance.lock import ArrayLock
 from dsvm.errors import DsvmError
+from dsvm.phase import ResultsOutputs
 
 STATE_DIR = "compliance"  # under .dsvm/
 LOCK_TIMEOUT = 600.0
@@ -372,8 +373,8 @@ def grade_job(ctx: Any, *, failed: bool, live: bool, store: bool) -> dict[str, A
         return None
     try:
         job = job_of(ctx.settings, ctx.env, ctx.workspace)
-        results = ctx.outputs.get("results") or {}
-        run_uuid = results.get("run_uuid")
+        results = ctx.earlier(ResultsOutputs)
+        run_uuid = results.run_uuid if results else None
         report = evaluate(job, live=live, run_uuid=run_uuid, failed=failed, warn=ctx.ui.warn)
         if store and run_uuid:
             try:
@@ -394,12 +395,12 @@ def _rerender_html(ctx: Any, data: Mapping[str, Any]) -> None:
     """The HTML report again, now with its compliance section."""
     from dsvm.results import html, known, stream
 
-    results = ctx.outputs.get("results") or {}
-    target, src = results.get("html"), results.get("subunit")
-    if not target or not src or not Path(str(src)).is_file():
+    results = ctx.earlier(ResultsOutputs)
+    if not results or not results.html or not Path(results.subunit).is_file():
         return
-    page = html.render(stream.read(str(src)), known.from_settings(ctx.settings),
-                       history_link="history.html" if results.get("history") else None,
+    target = results.html
+    page = html.render(stream.read(results.subunit), known.from_settings(ctx.settings),
+                       history_link="history.html" if results.history else None,
                        compliance=data)
     fsutil.write_atomic(Path(str(target)), page)
 

@@ -23,7 +23,13 @@ from dsvm.logs.sources import (
     project_sources,
 )
 from dsvm.logs.store import Stored, Task, gzip_engine
-from dsvm.phase import ConfigureOutputs, JobContext, PhaseResult, TempestOutputs
+from dsvm.phase import (
+    ConfigureOutputs,
+    JobContext,
+    PhaseResult,
+    ResultsOutputs,
+    TempestOutputs,
+)
 from dsvm.profile import Settings
 from dsvm.secrets import SecretOptions
 
@@ -158,15 +164,16 @@ def job_sources(ctx: JobContext, dest: Path, rotated: Path | None) -> list[Sourc
     configure = ctx.earlier(ConfigureOutputs)
     if configure and (src := where(configure.local_conf)):
         out.append(Source(src, "local.conf.txt", "keep", why="configure phase"))
-    results = ctx.outputs.get("results") or {}
+    results = ctx.earlier(ResultsOutputs)
     tempest = ctx.earlier(TempestOutputs)
-    if src := where(results.get("subunit")) or where(tempest.subunit if tempest else None):
+    if src := where(results.subunit if results else None) \
+            or where(tempest.subunit if tempest else None):
         out.append(Source(src, "testrepository.subunit.gz", "keep", why="tempest stream"))
     names = {"html": "testr_results.html", "junit": "junit.xml", "summary": "summary.txt"}
-    for key, value in results.items():
+    for key, value in (results.reports() if results else {}).items():
         if key in names and (src := where(value)):
             out.append(Source(src, names[key], "keep", why=f"results {key}"))
-        elif key not in ("subunit",) and (src := where(value)) and Path(src).exists():
+        elif (src := where(value)) and Path(src).exists():
             out.append(Source(src, f"results/{Path(src).name}", "keep",
                               why=f"results {key}"))
     return out

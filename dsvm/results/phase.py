@@ -12,7 +12,7 @@ import shutil
 import socket
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from dsvm import fsutil
 from dsvm.errors import DsvmError, UsageError
@@ -66,7 +66,7 @@ def write(path: Path, text: str | bytes) -> Path:
 
 def run_phase(ctx: JobContext) -> PhaseResult:
     """Produce every results artefact for the Tempest stream; exit code 1 if tests failed."""
-    from dsvm.phase import PhaseResult, TempestOutputs
+    from dsvm.phase import PhaseResult, ResultsOutputs, TempestOutputs
 
     tempest = ctx.earlier(TempestOutputs)
     src = tempest.subunit if tempest else ""
@@ -81,23 +81,21 @@ def run_phase(ctx: JobContext) -> PhaseResult:
     run = stream.read(copy)
     rules = known.from_settings(ctx.settings)
     summ = summary.summarize(run, rules)
-    outputs: dict[str, Any] = {"subunit": str(copy)}
-    outputs["summary"] = str(write(out_dir / "summary.txt", summary.render_text(summ)))
-    outputs["junit"] = str(write(ctx.workspace / JUNIT_RELPATH, junit.render(run, rules)))
-    outputs.update(_store(ctx, run, out_dir))
-    link = "history.html" if "history" in outputs else None
-    outputs["html"] = str(write(out_dir / "report.html",
-                                html.render(run, rules, history_link=link)))
+    summary_txt = str(write(out_dir / "summary.txt", summary.render_text(summ)))
+    junit_xml = str(write(ctx.workspace / JUNIT_RELPATH, junit.render(run, rules)))
+    stored = _store(ctx, run, out_dir)
+    link = "history.html" if "history" in stored else None
+    report = str(write(out_dir / "report.html", html.render(run, rules, history_link=link)))
     summary.render(summ, ctx.ui.out, ctx.ui.plain)
     counts = {k: v for k, v in summ.counts.items() if v}
-    outputs["counts"] = counts
-    outputs["ok"] = run.is_ok
+    outputs = ResultsOutputs(str(copy), summary_txt, junit_xml, report, counts, run.is_ok,
+                             **stored)
     line = (f"{summ.total} tests: " + ", ".join(f"{v} {summary.STATUS_LABEL[k]}"
                                                  for k, v in counts.items()))
-    return PhaseResult("results", 0 if run.is_ok else 1, outputs, line)
+    return PhaseResult("results", 0 if run.is_ok else 1, outputs.as_json(), line)
 
 
-def _store(ctx: JobContext, run: stream.Run, out_dir: Path) -> dict[str, Any]:
+def _store(ctx: JobContext, run: stream.Run, out_dir: Path) -> dict[str, str]:
     from dsvm.results import db, history
 
     url = db.url_for(ctx.settings, ctx.env)

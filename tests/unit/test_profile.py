@@ -160,3 +160,38 @@ def test_json_is_stable_and_masks_secrets():
     assert set(data) == {"profile", "chain", "settings"}
     assert data["settings"]["tempest.selection"] == {
         "value": "volume", "origin": s.origin("tempest.selection")}
+
+
+def test_every_section_has_a_typed_frozen_view_with_schema_defaults():
+    import dataclasses
+
+    from dsvm import profile as profile_mod
+    from dsvm import schema
+
+    s = profile_mod.resolve("base", env={"HOME": "/nonexistent"})
+    for name, cls in schema.SECTION_VIEWS.items():
+        view = getattr(s, name)
+        assert isinstance(view, cls)
+        for field in dataclasses.fields(cls):
+            spec = field.metadata["key"]
+            value = getattr(view, field.name)
+            default = tuple(spec.default) if spec.type in ("list", "list[map]") \
+                else spec.default
+            if s.origin(f"{name}.{field.name}") == "default":
+                assert value == (default if default is not None else value), field.name
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            view.__setattr__(dataclasses.fields(cls)[0].name, None)
+    assert s.top.projects == tuple(s.get("projects"))
+
+
+def test_views_follow_later_set_and_type_values(tmp_path):
+    from dsvm import profile as profile_mod
+
+    s = profile_mod.resolve("base", env={"HOME": "/nonexistent"})
+    assert s.git.timeout == 600
+    s.set("git.timeout", 30, "test")
+    assert s.git.timeout == 30  # a view is rebuilt after set()
+    s.set("tempest.include", ["a", 7], "test")
+    assert s.tempest.include == ("a", "7")
+    s.set("git.base", None, "test")  # a profile's explicit null is the schema default
+    assert s.git.base == "https://opendev.org"
