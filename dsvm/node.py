@@ -97,7 +97,7 @@ class NodePaths:
         root = Path(settings.node.root or "/")
         cache_dir = settings.git.cache
         # An explicit --git-cache/DSVM_GIT_CACHE is a real path; only the default is rebased.
-        explicit = settings.origin("git.cache") != "default"
+        explicit = not settings.is_default("git.cache")
         cache_root = Path(cache_dir) if explicit else under(root, cache_dir)
         layout = settings.node.cache_layout
         repos = cache_root / canonical_hostname(settings) if layout == "canonical" \

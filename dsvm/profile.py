@@ -261,6 +261,7 @@ class Value:
     value: Any
     origin: str
     why: str = ""
+    is_default: bool = False  # the schema's default: no profile, env or option set it
 
 
 @dataclass
@@ -289,6 +290,11 @@ class Settings:
         v = self.values.get(dotted)
         return v.origin if v else "unset"
 
+    def is_default(self, dotted: str) -> bool:
+        """True when nothing (profile, environment, option) set ``dotted``."""
+        v = self.values.get(dotted)
+        return v is None or v.is_default
+
     def why(self, dotted: str) -> str:
         """One line saying why ``dotted`` has its value (for --plan and the run's log)."""
         v = self.values.get(dotted)
@@ -303,6 +309,10 @@ class Settings:
 
     def set(self, dotted: str, value: Any, origin: str, why: str = "") -> None:
         self.values[dotted] = Value(value, origin, why)
+        self._views.clear()
+
+    def set_default(self, dotted: str, value: Any) -> None:
+        self.values[dotted] = Value(value, "default", is_default=True)
         self._views.clear()
 
     def _view(self, section: str, cls: type[V]) -> V:
@@ -446,7 +456,7 @@ def resolve(name: str | None = None, env: Mapping[str, str] | None = None,
         spec = schema.key_spec(dotted)
         assert spec is not None
         if dotted != "extends":
-            settings.set(dotted, spec.default, "default")
+            settings.set_default(dotted, spec.default)
     problems: list[Problem] = []
     for loaded in chain:
         problems.extend(validate(loaded))

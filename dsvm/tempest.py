@@ -220,7 +220,7 @@ def concurrency(settings: Settings, cpus: int | None = None,
     """
     value = settings.tempest.concurrency
     unset = settings.get("tempest.concurrency") is None  # a profile's explicit null
-    if unset or value == 0 and settings.origin("tempest.concurrency") == "default":
+    if unset or value == 0 and settings.is_default("tempest.concurrency"):
         return max(1, (os.cpu_count() or 1) if cpus is None else cpus)
     if value < 1:
         if problems is not None:

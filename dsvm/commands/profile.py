@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str
 
 
 def run(args: argparse.Namespace) -> int:
-    from dsvm import console, profile
+    from dsvm import console, environ, profile
 
     ui = console.get_ui()
     if args.action == "list":
@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(settings.as_json(), indent=2, sort_keys=True, default=str))
         return 0
-    for warning in __import__("dsvm.environ", fromlist=["x"]).warnings_for(os.environ):
+    for warning in environ.warnings_for(os.environ):
         ui.warn(warning)
     data = settings.as_json()["settings"]
     rows = [(k, _short(v["value"]), v["origin"]) for k, v in data.items()]
