@@ -2,10 +2,13 @@
 
 Refs, branches and URLs reaching this module are untrusted (they come from Zuul): they travel as
 separate argv items, after ``--`` where git allows it, never inside a shell string. Network
-operations have a timeout and bounded retries for infrastructure failures only; a ref that does
-not exist is an answer, not an error (``fetch_ref`` returns False). Git runs with inherited
-``GIT_*`` variables dropped, no pager, no prompts and ``LC_ALL=C`` so its messages can be
-classified. This module decides nothing about *which* commit a project gets (``workspace.py``).
+operations follow one policy (``Retry``: a timeout, bounded retries of network failures only,
+as ``classify`` tells them from a missing repo or ref); a ref that does not exist is an
+answer, not an error (``fetch_ref`` returns False). Git runs with inherited ``GIT_*``
+variables dropped, no pager, no prompts and ``LC_ALL=C`` so its messages can be classified.
+Refs are read here too, from ``ls-remote``, ``for-each-ref`` or the ref files. This module
+decides nothing about *which* commit a project gets (``workspace.py``) or what the node
+caches (``cache.py``).
 """
 
 from __future__ import annotations

@@ -15,10 +15,12 @@ import pytest
 
 from dsvm import cache, git, node, node_checks, proc, profile
 from dsvm.errors import UsageError
+from tests.fixtures import gitdaemon
 from tests.fixtures.gitrepos import add_commit, make_repo
 from tests.fixtures.httpserver import closed_port, serve
 
 DSVM = [sys.executable, "-m", "dsvm"]
+git_daemon = gitdaemon.git_daemon
 
 
 @pytest.fixture
@@ -167,3 +169,33 @@ def test_needs_root_exits_2_before_doing_anything(site):
         "node.root": str(site["root"]), "node.skip": ["users"]})
     plan = node.plan_prepare(s, facts)
     assert plan.steps == ("repos", "images", "pip-cache")
+
+
+def test_from_a_git_daemon_a_rerun_only_lists_each_repo_once(tmp_path, git_daemon):
+    for name in ("openstack/nova", "openstack/glance"):
+        make_repo(git_daemon.root, name, commits=2, branches=("stable/x",), tags=("1.0",))
+    prof = tmp_path / "daemon.yaml"
+    prof.write_text("projects: [openstack/nova, openstack/glance]\n"
+                    f"git: {{base: '{git_daemon.url}', attempts: 2, backoff: 0}}\n"
+                    "node: {stackrc_projects: false}\n")
+    argv = [*DSVM, "--no-color", "--profile", str(prof), "prepare-node", "--root",
+            str(tmp_path / "root"), "--skip", "users", "--skip", "images", "--skip",
+            "pip-cache", "--json"]
+
+    def run() -> tuple[dict, list[str]]:
+        for old in tmp_path.rglob("prepare-node.log"):
+            old.unlink()
+        res = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+        assert res.returncode == 0, res.stderr
+        log = next(tmp_path.rglob("prepare-node.log")).read_text()
+        return json.loads(res.stdout), [ln.split()[2] for ln in log.split("\n")
+                                        if ln.startswith("$ git ")]
+
+    first, commands = run()
+    assert first["repos"] == {"openstack/nova": "clone", "openstack/glance": "clone"}
+    assert sorted(commands) == ["clone", "clone", "ls-remote", "ls-remote"]
+    again, commands = run()
+    assert again["repos"] == {"openstack/nova": "keep", "openstack/glance": "keep"}
+    assert commands == ["ls-remote", "ls-remote"]
+    manifest = cache.read_manifest(tmp_path / "root/opt/git")
+    assert {r.verified_by for r in manifest.repos.values()} == {"tips"}
