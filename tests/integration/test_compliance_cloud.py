@@ -186,3 +186,47 @@ def test_a_new_trace_in_c_vol_is_reported_against_the_last_passing_run(
     assert new[0].first.where.startswith("logs/screen-c-vol.txt.gz:")
     assert " ERROR " in new[0].first.text
     assert "new in the logs since the last passing run" in "\n".join(phase.lines(report))
+
+
+def test_lvm_enabled_beside_the_vendor_backend_is_a_violation_with_its_proof(
+        stack_user: str, cloud_venvs: dict, results_db: str, tmp_path: Path) -> None:
+    """A second cloud whose cinder.conf also enables devstack's LVM backend (edited between
+    configure and start, as a local.conf post-config would): c-vol starts the LVM driver,
+    which cannot initialise on this node, and compliance says so with the lines."""
+    from dsvm.devstack import ini
+    from tests.fixtures.cloud import private_tmp, run_minicloud
+
+    with private_tmp(stack_user, prefix="dsvm-cloud-lvm-") as root:
+        d = root / "minicloud"
+        run_minicloud("configure", "--dir", str(d), user=stack_user)
+        conf = d / "etc/cinder/cinder.conf"
+        ini.iniset(conf, "DEFAULT", "enabled_backends", f"lvmdriver-1,{BACKEND}")
+        ini.iniset(conf, "lvmdriver-1", "volume_backend_name", "lvmdriver-1")
+        ini.iniset(conf, "lvmdriver-1", "volume_driver",
+                   "cinder.volume.drivers.lvm.LVMVolumeDriver")
+        ini.iniset(conf, "lvmdriver-1", "volume_group", "stack-volumes-lvmdriver-1")
+        try:
+            started = run_minicloud("start", "--dir", str(d), user=stack_user, check=False)
+            lvm_cloud = Cloud(dir=d, user=stack_user, tempest_conf=root / "tempest.conf")
+            if started.returncode == 0:
+                _volumes(lvm_cloud, 1, "lvm-beside")
+            ws = tmp_path / "job"
+            (ws / ".dsvm").mkdir(parents=True)
+            (ws / ".dsvm" / "state.json").write_text(json.dumps(
+                {"version": 1, "profile": "x", "started": "2026-12-04T19:00:00+00:00"}))
+            _collect(lvm_cloud, ws)
+        finally:
+            run_minicloud("stop", "--dir", str(d), user=stack_user, check=False)
+        jd = JobDir.open(ws)
+        report = checks.grade(jd, checks.Policy((BACKEND,)))
+        assert {c.id: c for c in report.checks}["backends"].status == "fail"
+        lvm = next(v for v in report.backends if v.name == "lvmdriver-1")
+        assert lvm.is_lvm and "LVM driver" in (lvm.violation or "")
+        proof = "\n".join(f"{line.where}: {line.text}" for line in lvm.evidence)
+        assert "enabled_backends = lvmdriver-1,sanco-flashfleet" in proof
+        assert "volume_driver = cinder.volume.drivers.lvm.LVMVolumeDriver" in proof
+        assert "logs/etc/cinder/cinder.conf.txt.gz:" in proof
+        assert "Starting volume driver LVMVolumeDriver" in proof, proof
+        assert lvm.status == "configured-but-unused"
+        vendor = next(v for v in report.backends if v.name == BACKEND)
+        assert vendor.violation is None
