@@ -33,9 +33,10 @@ def page_data(run: Run, known: KnownFailures | None = None, title: str = "Tempes
             detail = t.details_text()
             if t.attachment("traceback"):
                 detail = trim_traceback(detail, limit=60)
+        worker = t.worker
         rows.append({
             "i": i, "id": t.test_id, "s": t.status, "d": round(t.duration, 6),
-            "w": t.worker if t.worker is not None else -1,
+            "w": worker if worker is not None else -1,
             "t": round((t.start - t0).total_seconds(), 6) if t.start and t0 else 0,
             "x": detail[:MAX_DETAIL], "b": known.bug_for(t) or "",
         })

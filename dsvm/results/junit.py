@@ -22,19 +22,18 @@ MAX_STDIO = 200_000  # per testcase; Jenkins trims far more anyway
 
 def clean(text: str) -> str:
     """Text safe for XML 1.0 (illegal characters replaced by U+FFFD)."""
+    if text.isprintable():  # no control, non-character or surrogate code point: nothing to do
+        return text
     return _ILLEGAL.sub("\ufffd", text)
 
 
-# xml.sax.saxutils' escape/quoteattr, byte for byte: that module imports urllib.request (http,
-# email, ssl), which cost more than rendering a 2,000-test report.
-_BODY = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;"})
-_ATTR = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\n": "&#10;", "\r": "&#13;",
-                       "\t": "&#9;"})
-
-
+# xml.sax.saxutils' escape/quoteattr, byte for byte (the same replacements in the same order):
+# that module imports urllib.request (http, email, ssl), which cost more than rendering a
+# 2,000-test report.
 def _attr(text: str) -> str:
     """A quoted attribute value: double quotes unless the value holds only the other kind."""
-    value = clean(text).translate(_ATTR)
+    value = (clean(text).replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
+             .replace("\n", "&#10;").replace("\r", "&#13;").replace("\t", "&#9;"))
     if '"' not in value:
         return f'"{value}"'
     if "'" not in value:
@@ -43,7 +42,7 @@ def _attr(text: str) -> str:
 
 
 def _body(text: str) -> str:
-    return clean(text).translate(_BODY)
+    return clean(text).replace("&", "&amp;").replace(">", "&gt;").replace("<", "&lt;")
 
 
 def _exc_type(test: TestResult) -> str:
