@@ -8,8 +8,8 @@ uxsuccess fails. Pure: a Run in, text out.
 
 from __future__ import annotations
 
+import os
 import re
-import socket
 
 from dsvm.results.known import KnownFailures
 from dsvm.results.stream import CRASHED, Run, TestResult, split_class
@@ -98,7 +98,7 @@ def render(run: Run, known: KnownFailures | None = None, name: str = "tempest",
     errors, skipped, tests = counts[CRASHED], counts["skip"], len(run.tests)
     secs = f"{run.wall_seconds:.6f}"
     stamp = run.started.replace(tzinfo=None).isoformat(timespec="seconds") if run.started else None
-    host = hostname if hostname is not None else socket.gethostname()
+    host = hostname if hostname is not None else os.uname().nodename  # gethostname(2)
     totals = f'tests="{tests}" failures="{failures}" errors="{errors}" skipped="{skipped}"'
     lines = ['<?xml version="1.0" encoding="UTF-8"?>',
              f"<testsuites name={_attr(name)} {totals} time=\"{secs}\">",

@@ -8,8 +8,8 @@ not a failed job: the verdict is the tests'. Exit code 1 when tests failed.
 
 from __future__ import annotations
 
+import os
 import shutil
-import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,7 +50,7 @@ def run_metadata(env: Mapping[str, str], profile: str | None,
             if env.get(name):
                 meta[key] = env[name]
                 break
-    meta.setdefault("node", env.get("HOSTNAME") or socket.gethostname())
+    meta.setdefault("node", env.get("HOSTNAME") or os.uname().nodename)  # gethostname(2)
     if profile:
         meta["profile"] = profile
     meta.update({k: v for k, v in (extra or {}).items() if v})
