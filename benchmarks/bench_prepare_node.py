@@ -15,6 +15,7 @@ retransmits).
 
     .venv/bin/python benchmarks/bench_prepare_node.py            # 30 repos, 5 repetitions
     .venv/bin/python benchmarks/bench_prepare_node.py --quick    # 6 repos, 2 repetitions
+    .venv/bin/python benchmarks/bench_prepare_node.py --compare /tmp/old-checkout  # + its dsvm
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def ls_remote_floor(url: str, names: list[str], _dest: Path, env: dict[str, str]
 
 
 def dsvm(url: str, names: list[str], dest: Path, env: dict[str, str]) -> None:
+    """``dsvm prepare-node`` of the checkout on ``env``'s PYTHONPATH into the cache ``dest``."""
     profile = dest.parent / "bench-profile.yaml"
     profile.write_text("projects: [" + ", ".join(names) + "]\n"
                        f"git: {{base: '{url}'}}\nnode: {{stackrc_projects: false}}\n")
@@ -103,6 +105,8 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="6 repos, 2 repetitions")
     ap.add_argument("--repos", type=int, default=30)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--compare", type=Path, metavar="CHECKOUT",
+                    help="also time the dsvm of another checkout (e.g. before a change)")
     args = ap.parse_args()
     n, reps = (6, 2) if args.quick else (args.repos, args.reps)
     home = CACHE / "home"
@@ -115,8 +119,10 @@ def main() -> None:
     os.environ.update(isolated_git_env(home))
     up, names = build_upstream(n)
     daemon = gitdaemon.start(up, env=env)
-    times: dict[str, list[float]] = {k: [] for k in ("base first", "dsvm first",
-                                                       "base rerun", "dsvm rerun", "floor")}
+    other = {**env, "PYTHONPATH": str(args.compare.resolve())} if args.compare else None
+    kinds = ("base first", "dsvm first", *(("other first",) if other else ()), "base rerun",
+             "dsvm rerun", *(("other rerun",) if other else ()), "floor")
+    times: dict[str, list[float]] = {k: [] for k in kinds}
     load_before = _load()
     try:
         for rep in range(reps):
@@ -124,12 +130,19 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
             (work / "base").mkdir(parents=True)
             (work / "dsvm").mkdir(parents=True)
+            (work / "other").mkdir(parents=True)
             times["base first"].append(timed(baseline_first, daemon.url, names,
                                              work / "base/git", env))
             times["dsvm first"].append(timed(dsvm, daemon.url, names, work / "dsvm/git", env))
+            if other:
+                times["other first"].append(timed(dsvm, daemon.url, names, work / "other/git",
+                                                  other))
             times["base rerun"].append(timed(baseline_rerun, daemon.url, names,
                                              work / "base/git", env))
             times["dsvm rerun"].append(timed(dsvm, daemon.url, names, work / "dsvm/git", env))
+            if other:
+                times["other rerun"].append(timed(dsvm, daemon.url, names, work / "other/git",
+                                                  other))
             times["floor"].append(timed(ls_remote_floor, daemon.url, names, work, env))
             shutil.rmtree(work, ignore_errors=True)
             print(f"  rep {rep + 1}: " + "  ".join(f"{k} {v[-1]:5.2f}s"
@@ -147,6 +160,10 @@ def main() -> None:
     print(f"  re-run    : git remote update in each     {med['base rerun']:.2f}s   "
           f"dsvm prepare-node {med['dsvm rerun']:.2f}s   "
           f"speed-up {med['base rerun'] / med['dsvm rerun']:.2f}x")
+    for run, base in (("first", "base first"), ("rerun", "base rerun")):
+        if other:
+            print(f"  {args.compare} {run}: {med['other ' + run]:.2f}s   speed-up "
+                  f"{med[base] / med['other ' + run]:.2f}x")
     print(f"  floor     : git ls-remote of each, 4 at a time {med['floor']:.2f}s "
           f"({med['base rerun'] / med['floor']:.2f}x the baseline)")
 
