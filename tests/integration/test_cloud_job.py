@@ -29,6 +29,7 @@ ADMIN_PW = "AdminPw4Cloud"
 SERVICE_PW = "ServicePw4Cloud"
 RABBIT_PW = "RabbitPw4Cloud"
 ARRAY_PW = "FleetArrayPw77"
+DATABASE_PW = "DbPw4CloudJob"
 
 
 def _git(cwd: Path, *args: str) -> None:
@@ -38,7 +39,8 @@ def _git(cwd: Path, *args: str) -> None:
 class CloudJob:
     """A job directory whose devstack is the fake stack.sh starting the test cloud."""
 
-    def __init__(self, root: Path, user: str, *, extra: str = "") -> None:
+    def __init__(self, root: Path, user: str, dbs: cloudfix.Databases, *,
+                 extra: str = "") -> None:
         self.root, self.base, self.ws = root, root / "base", root / "ws"
         self.user = user
         self.ws.mkdir(parents=True)
@@ -70,6 +72,10 @@ devstack:
     ADMIN_PASSWORD: {ADMIN_PW}
     SERVICE_PASSWORD: {SERVICE_PW}
     RABBIT_PASSWORD: {RABBIT_PW}
+    DATABASE_USER: {dbs.user}
+    DATABASE_PASSWORD: {dbs.password}
+    MINICLOUD_DB_PREFIX: {dbs.prefix}
+    MINICLOUD_DB_PORT: {dbs.port}
     DSVM_MINICLOUD: {MINICLOUD}
     DSVM_TEST_CACHE: {CACHE}
 tempest:
@@ -121,9 +127,10 @@ report:
 @pytest.fixture(scope="module")
 def green_job(stack_user: str, cloud_venvs: dict) -> tuple[CloudJob, subprocess.CompletedProcess[str], float]:
     """One whole job with the vendor profile's default selection (shared by the tests)."""
-    with private_tmp(stack_user, prefix="dsvm-cloud-job-") as root:
+    with private_tmp(stack_user, prefix="dsvm-cloud-job-") as root, \
+            cloudfix.mariadb(DATABASE_PW) as dbs:
         fake.chown_tree(root, stack_user)
-        job = CloudJob(root, stack_user)
+        job = CloudJob(root, stack_user, dbs)
         started = time.monotonic()
         try:
             done = job.run()
@@ -165,7 +172,7 @@ def test_the_logs_hold_the_real_services_redacted(green_job) -> None:
     assert "volume_driver = sanco_flashfleet.driver.FlashFleetDriver" in cinder_conf
     assert "FlashFleetDriver" in job.logfile("screen-c-vol.txt")
     everything = "".join(job.logfile(p[:-3]) for p in stored if p.endswith(".gz"))
-    for secret in (ADMIN_PW, SERVICE_PW, RABBIT_PW, ARRAY_PW):
+    for secret in (ADMIN_PW, SERVICE_PW, RABBIT_PW, ARRAY_PW, DATABASE_PW):
         assert secret not in everything, secret
     # Nothing else masked: the driver's non-secret options are there as written.
     assert "san_login = ci" in cinder_conf and "flashfleet_pool = tempest" in cinder_conf
