@@ -33,6 +33,13 @@ LOCATIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "state": (("dsvm/state.json",), (".dsvm/state.json",)),
 }
 SCREEN_DIR = "$BASE/new/screen-logs"
+# kind → its name inside the logs phase's sources, before renames (a live JobDir maps these
+# through the job's source table, whose owner is dsvm/logs: /etc/cinder → etc/cinder, ...).
+SOURCE_NAMES: dict[str, tuple[str, ...]] = {
+    "cinder_conf": ("etc/cinder/cinder.conf",),
+    "tempest_conf": ("tempest_conf.txt",),
+    "tempest_log": ("tempest.log",),
+}
 
 
 @dataclass(frozen=True)
@@ -61,11 +68,12 @@ class JobDir:
     """The files of one job; ``live`` also reads the node's (under ``node_root``)."""
 
     def __init__(self, root: Path, *, base: str = "/opt/stack", node_root: Path | None = None,
-                 live: bool = False) -> None:
+                 live: bool = False, sources: tuple[tuple[str, str], ...] = ()) -> None:
         self.root = root
         self.base = base
         self.node_root = node_root or Path("/")
         self.live = live
+        self.sources = sources  # (src, dest) of the logs phase's sources, for a live JobDir
 
     @classmethod
     def open(cls, root: str | Path, **kwargs: Any) -> JobDir:
@@ -93,6 +101,16 @@ class JobDir:
         for name in published:
             yield self.logs / name
             yield self.logs / f"{name}.gz"
+        if self.live:
+            for name in SOURCE_NAMES.get(kind, ()):
+                for src, dest in self.sources:
+                    dest = dest.strip("/")
+                    if dest in ("", "."):
+                        yield self.node_path(f"{src.rstrip('/')}/{name}")
+                    elif name == dest:
+                        yield self.node_path(src)
+                    elif name.startswith(dest + "/"):
+                        yield self.node_path(src.rstrip("/") + name[len(dest):])
         for name in other:
             if name.startswith(("/", "$BASE")):
                 if self.live:
@@ -115,7 +133,10 @@ class JobDir:
         """Service name (``c-vol``, ``key``…) → its log: ``logs/screen-<svc>.txt[.gz]``, and
         while live the node's ``$BASE/new/screen-logs/screen-<svc>.{txt,log}``."""
         found: dict[str, Path] = {}
-        dirs = [self.logs] + ([self.node_path(SCREEN_DIR)] if self.live else [])
+        dirs = [self.logs]
+        if self.live:
+            dirs += [self.node_path(src) for src, dest in self.sources
+                     if dest.strip("/") in ("", ".")] + [self.node_path(SCREEN_DIR)]
         for directory in dirs:
             if not directory.is_dir():
                 continue

@@ -43,6 +43,12 @@ class Job:
     key: Mapping[str, str]  # how the results database names this job's runs
     secrets: tuple[str, ...] = ()
     known: Any = None
+    sources: tuple[tuple[str, str], ...] = ()  # the logs phase's (src, dest): the node's files
+
+    def job_dir(self, live: bool) -> JobDir:
+        """The job's evidence; ``live`` also reads the node's files (the job still runs)."""
+        return JobDir(self.root, base=self.base, node_root=self.node_root, live=live,
+                      sources=self.sources)
 
 
 def job_of(settings: Any, env: Mapping[str, str], root: Path) -> Job:
@@ -59,7 +65,14 @@ def job_of(settings: Any, env: Mapping[str, str], root: Path) -> Job:
     key = {"job_name": name} if name else {"profile": str(settings.profile)}
     return Job(root, settings.paths.base, Path(settings.node.root or "/"), policy, hooks,
                db.url_for(settings, env), key, tuple(settings.secret_values()),
-               known.from_settings(settings))
+               known.from_settings(settings), _sources(settings))
+
+
+def _sources(settings: Any) -> tuple[tuple[str, str], ...]:
+    """The logs phase's source table (src, dest): where the node's files are."""
+    from dsvm.logs.phase import node_sources
+
+    return tuple((s.src, s.dest) for s in node_sources(settings))
 
 
 def _state_dir(job: Job) -> Path:
@@ -144,7 +157,7 @@ def _findings(job: Job, hooks: inventory.Hooks, before: inventory.Snapshot | Non
     if before is None:
         return inventory.Findings(hooks.backend, (), (), f"{hooks.shown}: no inventory from "
                                   "before the job (did the stack phase run?)")
-    jd = JobDir(job.root, base=job.base, node_root=job.node_root, live=live)
+    jd = job.job_dir(live)
     verdicts, _ = backends_mod.decide(jd, job.policy.declared)
     log = jd.find("tempest_log")
     return inventory.find_leaks(before, after, backends_mod.created_ids(verdicts),
@@ -239,7 +252,7 @@ def _key(key: Mapping[str, str]) -> str:
 def evaluate(job: Job, *, live: bool, run_uuid: str | None = None, failed: bool = False,
              warn: Any = None) -> checks.Report:
     """Grade the job: its files, the recorded inventories, history, new log signatures."""
-    jd = JobDir(job.root, base=job.base, node_root=job.node_root, live=live)
+    jd = job.job_dir(live)
     findings, cleaned = recorded_findings(job)
     facts, why = history_facts(job.db_url, job.key)
     sigs = signatures.extract(jd)
@@ -264,7 +277,7 @@ def store_signatures(job: Job, run_uuid: str, live: bool) -> int:
     """Store this run's signatures with its stored run; DsvmError when the DB fails."""
     from dsvm.results import db
 
-    jd = JobDir(job.root, base=job.base, node_root=job.node_root, live=live)
+    jd = job.job_dir(live)
     engine = db.connect(job.db_url)
     try:
         return signatures.store(engine, run_uuid, signatures.extract(jd))

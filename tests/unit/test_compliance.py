@@ -331,3 +331,28 @@ def test_inventory_hooks_must_be_argument_lists() -> None:
     with pytest.raises(UsageError) as err:
         inventory.hooks_of([{"name": "b", "inventory": "ff-inventory /srv/ff | jq"}])
     assert err.value.problems[0].where == "cinder.backends[0].inventory"
+
+
+def test_a_live_job_reads_the_nodes_files_through_the_logs_source_table(tmp_path) -> None:
+    from tests.fixtures.compliance_jobs import c_sch_log, c_vol_log, cinder_conf
+
+    node, spec = tmp_path / "node", JobSpec()
+    (node / "opt/stack/new/minicloud/etc/cinder").mkdir(parents=True)
+    (node / "opt/stack/new/minicloud/etc/cinder/cinder.conf").write_text(cinder_conf(spec))
+    (node / "opt/stack/new/screen-logs").mkdir(parents=True)
+    (node / "opt/stack/new/screen-logs/screen-c-vol.log").write_text(c_vol_log(spec))
+    (node / "opt/stack/new/screen-logs/screen-c-sch.log").write_text(c_sch_log(spec))
+    ws = tmp_path / "ws"
+    (ws / ".dsvm").mkdir(parents=True)
+    (ws / ".dsvm/state.json").write_text("{}")
+    sources = (("/etc/cinder", "etc/cinder"), ("$BASE/new/minicloud/etc/cinder", "etc/cinder"),
+               ("$BASE/new/screen-logs", ""))
+    live = JobDir(ws, node_root=node, live=True, sources=sources)
+    (verdict,), problems = backends.decide(live, ["sanco-iscsi"])
+    assert problems == [] and verdict.status == backends.EXERCISED
+    assert verdict.evidence[0].where.endswith("opt/stack/new/minicloud/etc/cinder/"
+                                              "cinder.conf:3")
+    # the same directory read after the job (not live) never looks at the node
+    (after,), problems = backends.decide(JobDir(ws, node_root=node, sources=sources),
+                                         ["sanco-iscsi"])
+    assert after.status == backends.NOT_CONFIGURED and problems
