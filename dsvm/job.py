@@ -47,6 +47,7 @@ from dsvm.phase import (
     JobContext,
     PhaseResult,
     ResultsOutputs,
+    StackOutputs,
     TempestOutputs,
 )
 from dsvm.profile import Settings
@@ -483,8 +484,8 @@ def _run_hooks(step: Step, ctx: JobContext) -> PhaseResult:
 
 
 def _log_of(name: str, outputs: Mapping[str, Any], ctx: JobContext) -> str | None:
-    if name == "stack" and outputs.get("log"):
-        return str(outputs["log"])
+    if name == StackOutputs.PHASE and outputs and (log := StackOutputs.from_json(outputs).log):
+        return log
     path = ctx.phase_log(name)
     return str(path) if path.exists() else None
 
@@ -547,14 +548,15 @@ def _log_url(prefix: str | None, path: str | None) -> str:
 
 def _failure(rec: Record) -> dict[str, Any]:
     err = rec.error or {}
+    # stack.sh says where and why it failed; other phases leave these empty.
+    stack = StackOutputs.from_json(rec.outputs if rec.name == StackOutputs.PHASE else {})
     return {"phase": rec.name, "status": rec.status, "message": rec.summary,
             "kind": "infrastructure" if rec.exit_code == EXIT_INFRA else
             EXIT_MEANINGS.get(rec.exit_code or 0, ""),
             "hint": err.get("hint"), "problems": list(err.get("problems") or []),
             "details": dict(err.get("details") or {}),
-            "first_error": rec.outputs.get("first_error"),
-            "devstack_phase": rec.outputs.get("failed_phase"),
-            "last_lines": list(rec.outputs.get("last_lines") or [])[-10:], "log": rec.log}
+            "first_error": stack.first_error, "devstack_phase": stack.failed_phase,
+            "last_lines": list(stack.last_lines)[-10:], "log": rec.log}
 
 
 def markdown(data: Mapping[str, Any], settings: Any = None,

@@ -235,6 +235,52 @@ class ResultsOutputs(Outputs):
                    text("db"), text("history"), text("db_error"))
 
 
+@dataclass(frozen=True)
+class StackOutputs(Outputs):
+    """What stack.sh did: its log, devstack's phase timings and, when it failed, where and why.
+
+    Also what a StackFailedError/StackTimedOutError carries (``.outputs``, as_json()).
+    """
+
+    PHASE = "stack"
+
+    devstack_dir: str
+    user: str
+    log: str
+    exit_code: int
+    timed_out: bool
+    seconds: float
+    phases: tuple[Mapping[str, Any], ...] = ()
+    failed_phase: str | None = None
+    component_timing: Any = None
+    total_runtime: Any = None
+    completed_seconds: Any = None
+    first_error: str | None = None
+    last_lines: tuple[str, ...] = ()
+    stackenv: Mapping[str, str] = field(default_factory=dict)
+    tempest_conf: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"devstack_dir": self.devstack_dir, "user": self.user, "log": self.log,
+                "exit_code": self.exit_code, "timed_out": self.timed_out,
+                "seconds": self.seconds, "phases": [dict(p) for p in self.phases],
+                "failed_phase": self.failed_phase, "component_timing": self.component_timing,
+                "total_runtime": self.total_runtime, "completed_seconds": self.completed_seconds,
+                "first_error": self.first_error, "last_lines": list(self.last_lines),
+                "stackenv": dict(self.stackenv), "tempest_conf": self.tempest_conf}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> StackOutputs:
+        return cls(str(data.get("devstack_dir") or ""), str(data.get("user") or ""),
+                   str(data.get("log") or ""), int(data.get("exit_code") or 0),
+                   bool(data.get("timed_out")), float(data.get("seconds") or 0),
+                   tuple(data.get("phases") or ()), data.get("failed_phase"),
+                   data.get("component_timing"), data.get("total_runtime"),
+                   data.get("completed_seconds"), data.get("first_error"),
+                   tuple(data.get("last_lines") or ()), dict(data.get("stackenv") or {}),
+                   data.get("tempest_conf"))
+
+
 def context(settings: Settings, env: Mapping[str, str] | None = None, *,
             workspace: str | os.PathLike[str] | None = None, plan_only: bool = False,
             budget_seconds: float | None = None, zuul_vars: str | None = None,

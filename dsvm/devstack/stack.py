@@ -24,7 +24,7 @@ from typing import Any
 
 from dsvm import console, proc, secrets
 from dsvm.errors import BudgetExpiredError, InfraError, UsageError
-from dsvm.phase import JobContext, PhaseResult
+from dsvm.phase import JobContext, PhaseResult, StackOutputs
 
 SAFE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # sudo resets the environment (devstack-gate ran `sudo -H -u stack … ./stack.sh`), so devstack
@@ -380,18 +380,17 @@ def _outputs(the_plan: StackPlan, result: proc.Result, parsed: StackLog) -> dict
     stackenv = read_stackenv(the_plan.devstack_dir / ".stackenv", the_plan.secrets)
     dest = stackenv.get("DEST")
     tempest_conf = Path(dest) / "tempest" / "etc" / "tempest.conf" if dest else None
-    return {
-        "devstack_dir": str(the_plan.devstack_dir), "user": the_plan.user,
-        "log": str(the_plan.log), "exit_code": result.exit_code,
-        "timed_out": result.timed_out, "seconds": round(result.seconds, 3),
-        "phases": timings, "failed_phase": timings[-1]["name"] if failed and timings else None,
-        "component_timing": parsed.component_timing, "total_runtime": parsed.total_runtime,
-        "completed_seconds": parsed.completed_seconds,
-        "first_error": parsed.first_error if failed else None,
-        "last_lines": list(parsed.last_lines) if failed else [],
-        "stackenv": stackenv,
-        "tempest_conf": str(tempest_conf) if tempest_conf and _exists(tempest_conf) else None,
-    }
+    return StackOutputs(
+        devstack_dir=str(the_plan.devstack_dir), user=the_plan.user, log=str(the_plan.log),
+        exit_code=result.exit_code, timed_out=result.timed_out,
+        seconds=round(result.seconds, 3), phases=tuple(timings),
+        failed_phase=timings[-1]["name"] if failed and timings else None,
+        component_timing=parsed.component_timing, total_runtime=parsed.total_runtime,
+        completed_seconds=parsed.completed_seconds,
+        first_error=parsed.first_error if failed else None,
+        last_lines=tuple(parsed.last_lines) if failed else (), stackenv=stackenv,
+        tempest_conf=str(tempest_conf) if tempest_conf and _exists(tempest_conf) else None,
+    ).as_json()
 
 
 def _details(outputs: dict[str, Any]) -> dict[str, str]:

@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from dsvm import phase
-from dsvm.phase import ConfigureOutputs, RerunOutputs, ResultsOutputs, TempestOutputs
+from dsvm.phase import (
+    ConfigureOutputs,
+    RerunOutputs,
+    ResultsOutputs,
+    StackOutputs,
+    TempestOutputs,
+)
 from tests.fixtures.tempest_builders import make_settings
 
 SELECTION = {"name": "full", "why": "default", "concurrency": 2, "test_timeout": 0,
@@ -29,6 +35,13 @@ SHAPES = [
                       "counts": {"success": 2}, "ok": True}),
     (ResultsOutputs, {"subunit": "/s", "summary": "/sum", "junit": "/j",
                       "db_error": "cannot connect", "html": "/r.html", "counts": {}, "ok": False}),
+    (StackOutputs, {"devstack_dir": "/opt/stack/new/devstack", "user": "stack",
+                    "log": "/ws/.dsvm/stack.sh.log", "exit_code": 1, "timed_out": False,
+                    "seconds": 12.5, "phases": [{"name": "install nova", "seconds": 3.0}],
+                    "failed_phase": "install nova", "component_timing": {"pip_install": 3},
+                    "total_runtime": 12, "completed_seconds": None, "first_error": "boom",
+                    "last_lines": ["a", "b"], "stackenv": {"DEST": "/opt/stack/new"},
+                    "tempest_conf": None}),
 ]
 
 
