@@ -168,10 +168,28 @@ def redact_url(url: str) -> str:
 
 def refs_digest(refs: Mapping[str, str]) -> str:
     """A short fingerprint of ``{ref: sha}`` (order-independent)."""
+    return _digest(f"{sha} {ref}" for ref, sha in sorted(refs.items()))
+
+
+def _digest(lines: Iterable[str]) -> str:
+    """The fingerprint form every digest here takes: sha256 of the lines, 32 hex digits."""
     import hashlib
 
-    text = "\n".join(f"{sha} {ref}" for ref, sha in sorted(refs.items()))
-    return hashlib.sha256(text.encode()).hexdigest()[:32]
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:32]
+
+
+def _file_stats(root: Path, top: Path, *, follow: bool = False
+                ) -> Iterator[tuple[str, os.stat_result]]:
+    """(path relative to ``root``, stat) of every file under ``top``; one that vanished
+    meanwhile is skipped. ``follow``: stat through symlinks (else lstat)."""
+    for dirpath, _dirs, files in os.walk(top):
+        for name in files:
+            full = os.path.join(dirpath, name)
+            try:
+                st = os.stat(full) if follow else os.lstat(full)
+            except OSError:
+                continue
+            yield os.path.relpath(full, root), st
 
 
 def is_as_verified(local: RepoState, recorded: RepoRecord | None) -> bool:
@@ -248,19 +266,9 @@ def objects_digest(repo: Path) -> str:
     Packs and loose objects are immutable once written, so an unchanged fingerprint means
     no object file was added, lost, truncated or rewritten since it was taken.
     """
-    import hashlib
-
     objects = repo / ".git" / "objects"
-    entries = []
-    for dirpath, _dirs, files in os.walk(objects):
-        for name in files:
-            full = os.path.join(dirpath, name)
-            try:
-                st = os.lstat(full)
-            except OSError:
-                continue
-            entries.append(f"{os.path.relpath(full, objects)} {st.st_size} {st.st_mtime_ns}")
-    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:32]
+    return _digest(sorted(f"{rel} {st.st_size} {st.st_mtime_ns}"
+                          for rel, st in _file_stats(objects, objects)))
 
 
 def _head_sha(git_dir: Path, local: Mapping[str, str]) -> tuple[str, str | None]:
@@ -332,8 +340,6 @@ def source_refs_digest(git_dir: Path) -> str:
     inode: git writes a ref through a lock file renamed into place, so any ref update,
     creation or deletion changes it.
     """
-    import hashlib
-
     entries = []
     for name in ("HEAD", "packed-refs"):
         try:
@@ -344,16 +350,9 @@ def source_refs_digest(git_dir: Path) -> str:
             continue
         entries.append(f"{name} {st.st_size} {st.st_mtime_ns} {st.st_ino}")
     for sub in ("refs", "reftable"):
-        for dirpath, _dirs, files in os.walk(git_dir / sub):
-            for name in files:
-                full = os.path.join(dirpath, name)
-                try:
-                    st = os.stat(full)
-                except OSError:
-                    continue
-                entries.append(f"{os.path.relpath(full, git_dir)} {st.st_size} "
-                               f"{st.st_mtime_ns} {st.st_ino}")
-    return hashlib.sha256("\n".join(sorted(entries)).encode()).hexdigest()[:32]
+        entries += (f"{rel} {st.st_size} {st.st_mtime_ns} {st.st_ino}"
+                    for rel, st in _file_stats(git_dir, git_dir / sub, follow=True))
+    return _digest(sorted(entries))
 
 
 def probe(project: str, git_base: str, g: git.Git,
@@ -391,14 +390,7 @@ def _tmp_sibling(path: Path) -> Path:
 
 
 def _dir_size(path: Path) -> int:
-    total = 0
-    for dirpath, _dirs, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(dirpath, name)).st_size
-            except OSError:
-                pass
-    return total
+    return sum(st.st_size for _rel, st in _file_stats(path, path))
 
 
 def _record(state: RepoState, upstream: Upstream, action: str, started: float,
