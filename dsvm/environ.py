@@ -62,8 +62,8 @@ VARS: dict[str, Var] = {
     "DEVSTACK_GATE_SETTINGS": Var("str", "", None, "bash file sourced after workspace setup"),
     "GRENADE_PLUGINRC": Var("str", "", None, "appended to grenade's pluginrc"),
     # §3.4 services and pass-through
-    "DEVSTACK_GATE_FEATURE_MATRIX": Var("str", "", None, "feature matrix file (only "
-                                        "devstack-gate's own: see BUILTIN_MATRIX)"),
+    "DEVSTACK_GATE_FEATURE_MATRIX": Var("str", "", None, "feature matrix file (a vendor's "
+                                        "features.yaml; read by devstack/configure.py)"),
     "OVERRIDE_ENABLED_SERVICES": Var("str", "", None, "ENABLED_SERVICES verbatim"),
     "ENABLED_SERVICES": Var("str", "", None, "appended to the matrix result"),
     "DEVSTACK_GATE_NO_SERVICES": Var("bool", False, None, "feature base only"),
@@ -190,25 +190,12 @@ UNSUPPORTED = {
 }
 
 
-# DEVSTACK_GATE_FEATURE_MATRIX values that name devstack-gate's own file: dsvm's built-in grid
-# (dsvm/devstack/matrix.py) is that file, so a job exporting the default still runs.
-BUILTIN_MATRIX = ("roles/test-matrix/files/features.yaml", "features.yaml")
-
-
 def unsupported(env: Mapping[str, str]) -> list[Problem]:
     """Problems for variables that ask for a feature dsvm lacks (ignoring them is unsafe)."""
     out = []
     for name, (why, hint) in UNSUPPORTED.items():
         if env.get(name):
             out.append(Problem(f"env {name}", f"{name}={env[name]!r}: {why}", hint=hint))
-    matrix = env.get("DEVSTACK_GATE_FEATURE_MATRIX", "")
-    if matrix and matrix not in BUILTIN_MATRIX:
-        out.append(Problem("env DEVSTACK_GATE_FEATURE_MATRIX",
-                           f"DEVSTACK_GATE_FEATURE_MATRIX={matrix!r}: dsvm does not read a "
-                           "vendor's own features.yaml (its matrix is devstack-gate's, built in)",
-                           hint="unset it, and add or remove services with "
-                                "devstack.enable_services/disable_services in the profile, "
-                                "ENABLED_SERVICES or OVERRIDE_ENABLED_SERVICES"))
     topology = env.get("DEVSTACK_GATE_TOPOLOGY", "aio")
     if topology not in ("", "aio"):
         out.append(Problem("env DEVSTACK_GATE_TOPOLOGY",
@@ -252,7 +239,10 @@ def warnings_for(env: Mapping[str, str]) -> list[str]:
             out.append(f"{name} is {REMOVED[name]}; dsvm ignores it")
             continue
         near = closest(name, [v for v in VARS if v.startswith("DEVSTACK_GATE_")])
+        vendor_matrix = env.get("DEVSTACK_GATE_FEATURE_MATRIX")
         out.append(f"unknown variable {name} is ignored"
+                   + (f" unless {vendor_matrix} has config "
+                      f"'{name.removeprefix('DEVSTACK_GATE_').lower()}'" if vendor_matrix else "")
                    + (f" (did you mean {near}?)" if near else ""))
     return out
 

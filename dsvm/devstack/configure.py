@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dsvm import fsutil
-from dsvm.devstack import cinder, localconf
+from dsvm.devstack import cinder, localconf, matrix
 from dsvm.errors import InfraError, UsageError
 
 if TYPE_CHECKING:
@@ -40,6 +40,15 @@ def primary_ip(settings: Settings) -> str:
                          hint="create it (devstack-gate required it too)") from exc
 
 
+def feature_matrix(settings: Settings) -> matrix.Grid:
+    """The feature matrix: a vendor's DEVSTACK_GATE_FEATURE_MATRIX file, else devstack-gate's
+    own (built in); ProfileError (exit 2) when the vendor's cannot be read or is malformed."""
+    path = str(settings.gate["DEVSTACK_GATE_FEATURE_MATRIX"] or "")
+    if not path or path in matrix.BUILTIN_PATHS:
+        return matrix.BUILTIN
+    return matrix.load(path, settings.paths.base)
+
+
 def render_for(ctx: JobContext) -> tuple[Path, localconf.LocalConf]:
     """Return (target path, rendered local.conf) for the job; raises ProfileError on bad input."""
     target = devstack_dir(ctx) / "local.conf"
@@ -47,12 +56,13 @@ def render_for(ctx: JobContext) -> tuple[Path, localconf.LocalConf]:
     if ctx.settings.gate.get("KEEP_LOCALRC") and target.is_file():
         existing = target.read_text(encoding="utf-8")
     return target, localconf.render(ctx.settings, primary_ip=primary_ip(ctx.settings),
-                                    existing=existing, job=ctx.job)
+                                    existing=existing, job=ctx.job,
+                                    grid=feature_matrix(ctx.settings))
 
 
 def plan_phase(ctx: JobContext) -> dict[str, Any]:
     """For ``dsvm run --plan``: the local.conf the job would write (masked) and its backends."""
-    conf = localconf.render(ctx.settings, job=ctx.job)
+    conf = localconf.render(ctx.settings, job=ctx.job, grid=feature_matrix(ctx.settings))
     return {"local_conf": conf.masked(), "backends": list(conf.backends)}
 
 

@@ -324,26 +324,29 @@ def _rows_tail(out: _Out, gate: Mapping[str, Any], tempest: bool, tempest_origin
             out.add(name, value, o)
 
 
-def _services(out: _Out, tempest: bool, neutron: bool, branch: str, branch_origin: str
-              ) -> tuple[str, str]:
+def _services(out: _Out, tempest: bool, neutron: bool, branch: str, branch_origin: str,
+              grid: matrix.Grid = matrix.BUILTIN) -> tuple[str, str]:
     """ENABLED_SERVICES and its origin: OVERRIDE_ENABLED_SERVICES, or the matrix (+ENABLED_SERVICES)."""
     gate = out.settings.gate
     if gate.get("OVERRIDE_ENABLED_SERVICES"):
         return gate["OVERRIDE_ENABLED_SERVICES"], "env OVERRIDE_ENABLED_SERVICES"
-    configs = matrix.configs_from({**gate, "DEVSTACK_GATE_TEMPEST": tempest,
-                                   "DEVSTACK_GATE_NEUTRON": neutron})
-    mbranch, why = matrix.normalize_branch(branch)
+    # A vendor's matrix may have configs of its own: their DEVSTACK_GATE_<X> come from the env.
+    configs = matrix.configs_from({**out.settings.env, **gate, "DEVSTACK_GATE_TEMPEST": tempest,
+                                   "DEVSTACK_GATE_NEUTRON": neutron}, grid)
+    mbranch, why = matrix.normalize_branch(branch, grid)
     services = ",".join(matrix.enabled_services(configs, mbranch,
-                                                bool(gate.get("DEVSTACK_GATE_NO_SERVICES"))))
-    origin = f"feature matrix ({why}; {branch_origin})"
+                                                bool(gate.get("DEVSTACK_GATE_NO_SERVICES")),
+                                                grid))
+    origin = f"feature matrix ({why}; {branch_origin})" if grid is matrix.BUILTIN else \
+        f"feature matrix {grid.source} ({why}; {branch_origin})"
     if gate.get("ENABLED_SERVICES"):
         services += "," + gate["ENABLED_SERVICES"]
         origin += " + env ENABLED_SERVICES"
     return services, origin
 
 
-def gate_lines(settings: Settings, primary_ip: str = "127.0.0.1", job: Job | None = None
-               ) -> tuple[list[Line], list[Problem]]:
+def gate_lines(settings: Settings, primary_ip: str = "127.0.0.1", job: Job | None = None,
+               grid: matrix.Grid = matrix.BUILTIN) -> tuple[list[Line], list[Problem]]:
     """Return devstack-gate's localrc lines (spec §4.2 rows 1-19) and any problems.
 
     ``job`` is the resolved job (``ctx.job``): its branch and, under Zuul v3, LIBS_FROM_GIT.
@@ -368,7 +371,7 @@ def gate_lines(settings: Settings, primary_ip: str = "127.0.0.1", job: Job | Non
     tempest = settings.tempest.enabled or grenade
     tempest_origin = "grenade forces Tempest" if grenade and not settings.tempest.enabled \
         else _origin_of(settings, "tempest.enabled")
-    services, services_origin = _services(out, tempest, neutron, branch, branch_origin)
+    services, services_origin = _services(out, tempest, neutron, branch, branch_origin, grid)
     base = settings.paths.base.rstrip("/") or "/"
     _rows_network_head(out, gate, neutron)
     _rows_always(out, gate, services, services_origin, base, _libs_from_git(out, job))
@@ -498,19 +501,20 @@ def parse_fragment(text: str, origin: str, blocks: Blocks, secret_names: Iterabl
 # --------------------------------------------------------------------------------------------
 
 def render(settings: Settings, *, primary_ip: str = "127.0.0.1", existing: str = "",
-           job: Job | None = None) -> LocalConf:
+           job: Job | None = None, grid: matrix.Grid = matrix.BUILTIN) -> LocalConf:
     """Return the local.conf for ``settings``; raise ProfileError listing every problem.
 
     ``existing`` is a local.conf kept with ``KEEP_LOCALRC``: its localrc lines come first and
     its config blocks are merged under ours, as devstack-gate's appending ``dsconf`` did.
-    ``job`` is the resolved job (``ctx.job``; none: no Zuul).
+    ``job`` is the resolved job (``ctx.job``; none: no Zuul); ``grid`` the feature matrix
+    (``DEVSTACK_GATE_FEATURE_MATRIX``; devstack-gate's own by default).
     """
     secret_names = settings.devstack.secrets
     blocks = Blocks()
     out = _Out(settings, secret_names=secret_names)
     if existing:
         out.raw("\n".join(parse_fragment(existing, KEPT, blocks, secret_names)), KEPT)
-    lines, problems = gate_lines(settings, primary_ip, job)
+    lines, problems = gate_lines(settings, primary_ip, job, grid)
     out.lines += lines
     out.problems += problems
     backends, cinder_problems = cinder.backends(settings)

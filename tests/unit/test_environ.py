@@ -120,19 +120,3 @@ def test_gate_view_is_frozen_with_origins():
     assert set(s.gate) == set(environ.VARS)  # no hidden keys
     with pytest.raises(TypeError):
         s.gate.data["DEVSTACK_GATE_CEPH"] = True  # type: ignore[index]
-
-
-@pytest.mark.parametrize(("value", "refused"), [
-    ("/etc/vendor/features.yaml", True),
-    ("roles/test-matrix/files/features.yaml", False),  # devstack-gate's own: built in
-    ("", False),
-])
-def test_feature_matrix_of_a_vendor_is_refused(value, refused):
-    env = {"DEVSTACK_GATE_FEATURE_MATRIX": value}
-    if not refused:
-        assert profile.resolve("base", env=env).profile == "base"
-        return
-    with pytest.raises(ProfileError) as info:
-        profile.resolve("base", env=env)
-    assert info.value.exit_code == 2
-    assert [p.where for p in info.value.problems] == ["env DEVSTACK_GATE_FEATURE_MATRIX"]
