@@ -537,7 +537,7 @@ def _user(settings: Settings, listing: bool) -> tuple[str, str]:
     """(user to run as, note): a missing tempest user fails a run but not a listing."""
     import pwd
 
-    user = str(settings.get("tempest.user") or "")
+    user = settings.tempest.user
     if not user:
         return "", ""
     try:
@@ -561,7 +561,7 @@ def checkout(ctx: JobContext, *, listing: bool = False,
     ``listing``), or the selection names a plugin the environment lacks.
     """
     settings = ctx.settings
-    tdir = Path(settings.get("tempest.dir") or ctx.base / "new" / "tempest")
+    tdir = Path(settings.tempest.dir or ctx.base / "new" / "tempest")
     if not (tdir / ".stestr.conf").is_file():
         raise UsageError(f"no .stestr.conf in the Tempest checkout {tdir}",
                          details={"tempest.dir": f"{tdir} ({settings.origin('tempest.dir')})"},
@@ -571,9 +571,8 @@ def checkout(ctx: JobContext, *, listing: bool = False,
     if note:
         ctx.ui.warn(note)
     runner = runner or ctx.runner(PHASE)
-    candidates = environments(str(settings.get("tempest.stestr") or ""),
-                              settings.origin("tempest.stestr"),
-                              str(settings.get("tempest.venv") or ""),
+    candidates = environments(settings.tempest.stestr, settings.origin("tempest.stestr"),
+                              settings.tempest.venv,
                               settings.origin("tempest.venv"), tdir, ctx.base / "new",
                               proc.which("stestr"))
     rejected: list[str] = []

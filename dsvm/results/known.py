@@ -57,7 +57,7 @@ def from_settings(settings: Any) -> KnownFailures:
     """The profile's known failures (empty without settings); ProfileError when malformed."""
     if settings is None:
         return KnownFailures()
-    return parse(settings.get(KEY) or [])
+    return parse(list(settings.tempest.known_failures))
 
 
 def parse(entries: Iterable[Mapping[str, Any]] | None, where: str = KEY) -> KnownFailures:
