@@ -1,7 +1,7 @@
 """The job's time budget: which convention applied, and how it is split between phases.
 
-Pure: takes the raw environment and the resolved ``timeout.*`` settings, returns a frozen
-``Budget``. Never reads the clock, never starts or kills anything (``job.py`` turns the budget
+Pure: takes the job's typed ``BUILD_TIMEOUT``/``DEVSTACK_GATE_TIMEOUT`` (parsed once, by
+``environ``) and the resolved ``timeout.*`` settings, returns a frozen ``Budget``. Never reads the clock, never starts or kills anything (``job.py`` turns the budget
 into a deadline; ``proc`` enforces it).
 
 The two conventions of ``spec/devstack-gate.md`` §5 are honoured: ``BUILD_TIMEOUT``
@@ -14,7 +14,6 @@ not floored to whole minutes, and no extra 5-minute safety margin is taken.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -78,27 +77,16 @@ def fmt_seconds(seconds: float) -> str:
     return f"{sign}{s}s"
 
 
-def _int(env: Mapping[str, str], name: str) -> int | None:
-    raw = (env.get(name) or "").strip()
-    if not raw:
-        return None
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise UsageError(f"{name}={raw!r} is not an integer",
-                         hint=f"{name} is a whole number "
-                              + ("of milliseconds" if name == "BUILD_TIMEOUT" else "of minutes"))\
-            from exc
+def plan(*, job_minutes: int, buffer_minutes: int, tests_minutes: int = 0,
+         logs_minutes: int = 5, job_origin: str = "profile", build_ms: int | None = None,
+         gate_minutes: int | None = None) -> Budget:
+    """Return the job's Budget; raise UsageError when it is too small to run anything.
 
-
-def plan(env: Mapping[str, str], *, job_minutes: int, buffer_minutes: int,
-         tests_minutes: int = 0, logs_minutes: int = 5,
-         job_origin: str = "profile") -> Budget:
-    """Return the job's Budget; raise UsageError when it is too small to run anything."""
-    build_ms = _int(env, "BUILD_TIMEOUT")
-    gate_min = _int(env, "DEVSTACK_GATE_TIMEOUT")
-    env_buffer = _int(env, "DEVSTACK_GATE_TIMEOUT_BUFFER")
-    buffer_min = env_buffer if env_buffer is not None else buffer_minutes
+    ``build_ms`` is BUILD_TIMEOUT, ``gate_minutes`` DEVSTACK_GATE_TIMEOUT (None: unset);
+    ``buffer_minutes`` is timeout.buffer_minutes, which DEVSTACK_GATE_TIMEOUT_BUFFER sets.
+    """
+    gate_min = gate_minutes
+    buffer_min = buffer_minutes
     buffer_s = float(buffer_min) * 60
     if build_ms is not None:
         total = build_ms / 1000.0
@@ -144,7 +132,8 @@ def _check(budget: Budget, buffer_min: int, tests_minutes: int, logs_minutes: in
 
 def from_settings(settings: Settings) -> Budget:
     """``plan()`` with the ``timeout.*`` values and environment of resolved Settings."""
-    t = settings.timeout
-    return plan(settings.env, job_minutes=t.job_minutes, buffer_minutes=t.buffer_minutes,
+    t, gate = settings.timeout, settings.gate
+    return plan(job_minutes=t.job_minutes, buffer_minutes=t.buffer_minutes,
                 tests_minutes=t.tests_minutes, logs_minutes=t.logs_minutes,
-                job_origin=settings.origin("timeout.job_minutes"))
+                job_origin=settings.origin("timeout.job_minutes"),
+                build_ms=gate["BUILD_TIMEOUT"], gate_minutes=gate["DEVSTACK_GATE_TIMEOUT"])

@@ -53,11 +53,12 @@ VARS: dict[str, Var] = {
     "BRANCH_OVERRIDE": Var("str", "", None, "job-template convention: → OVERRIDE_ZUUL_BRANCH "
                            "unless 'default'"),
     # §3.2 time budget
-    "BUILD_TIMEOUT": Var("int", None, "timeout.job_minutes", "whole-job budget in ms "
-                         "(Jenkins build-timeout)", _minutes_from_ms),
+    "BUILD_TIMEOUT": Var("int", None, "timeout.job_minutes", "the whole job's budget in "
+                         "milliseconds (Jenkins build-timeout)", _minutes_from_ms),
     "DEVSTACK_GATE_TIMEOUT_BUFFER": Var("int", 10, "timeout.buffer_minutes",
                                         "minutes reserved for cleanup/upload"),
-    "DEVSTACK_GATE_TIMEOUT": Var("int", None, None, "job budget in minutes (pre-2016 input)"),
+    "DEVSTACK_GATE_TIMEOUT": Var("int", None, None, "the phases' budget in minutes (pre-2016 "
+                                 "input)"),
     # §3.3 hooks
     "DEVSTACK_GATE_SETTINGS": Var("str", "", None, "bash file sourced after workspace setup"),
     "GRENADE_PLUGINRC": Var("str", "", None, "appended to grenade's pluginrc"),
@@ -362,7 +363,7 @@ def resolve(env: Mapping[str, str], current: Mapping[str, Any]) -> Resolved:
         if err:
             problems.append(Problem(f"env {name}", err,
                                     hint="devstack-gate variables take 1/0 for flags"
-                                    if var.type == "bool" else None))
+                                    if var.type == "bool" else f"{name} is a whole number: {var.help}"))
             values[name] = var.default
             continue
         values[name] = value

@@ -1,11 +1,22 @@
-"""budget.plan: both devstack-gate conventions, the split, and budgets too small to run."""
+"""budget.plan: both devstack-gate conventions, the split, and budgets too small to run.
+
+The environment goes through profile.resolve, as in a job: environ parses the variables once,
+the budget takes them typed.
+"""
 
 from __future__ import annotations
 
 import pytest
 
-from dsvm import budget
+from dsvm import budget, profile
 from dsvm.errors import UsageError
+
+
+def budget_of(env: dict[str, str], **timeout: int) -> budget.Budget:
+    """The budget of the base profile under ``env``, with ``timeout.*`` given as options."""
+    options = {f"timeout.{k}": v for k, v in timeout.items()}
+    return budget.from_settings(profile.resolve("base", env={"HOME": "/nonexistent", **env},
+                                                options=options))
 
 
 @pytest.mark.parametrize(
@@ -29,20 +40,18 @@ from dsvm.errors import UsageError
     ],
 )
 def test_conventions(env: dict[str, str], source: str, total: float, run: float) -> None:
-    b = budget.plan(env, job_minutes=45, buffer_minutes=10)
+    b = budget_of(env, job_minutes=45)
     assert (b.source, b.total_seconds, b.run_seconds) == (source, total, run)
     assert source.split("_")[0] in b.why or source == "profile" and "job_minutes=45" in b.why
 
 
 def test_ignored_gate_timeout_is_said() -> None:
-    b = budget.plan({"BUILD_TIMEOUT": "3600000", "DEVSTACK_GATE_TIMEOUT": "120"},
-                    job_minutes=120, buffer_minutes=10)
+    b = budget_of({"BUILD_TIMEOUT": "3600000", "DEVSTACK_GATE_TIMEOUT": "120"})
     assert "DEVSTACK_GATE_TIMEOUT=120 ignored" in b.why
 
 
 def test_split_reserves_tests_and_logs() -> None:
-    b = budget.plan({"BUILD_TIMEOUT": "7200000"}, job_minutes=0, buffer_minutes=10,
-                    tests_minutes=40, logs_minutes=5)
+    b = budget_of({"BUILD_TIMEOUT": "7200000"}, tests_minutes=40, logs_minutes=5)
     assert b.stack_seconds == 6600 - 2400
     assert b.logs_seconds == 300
     items = [r[0] for r in b.rows()]
@@ -62,18 +71,20 @@ def test_split_reserves_tests_and_logs() -> None:
     ],
 )
 def test_too_small_is_bad_input(env: dict[str, str], kwargs: dict[str, int], where: str) -> None:
-    args = {"job_minutes": 120, "buffer_minutes": 10, **kwargs}
     with pytest.raises(UsageError) as err:
-        budget.plan(env, **args)
+        budget_of(env, **kwargs)
     assert err.value.exit_code == 2
     assert [p.where for p in err.value.problems] == [where]
     assert err.value.problems[0].hint
 
 
 def test_not_a_number_names_the_unit() -> None:
-    with pytest.raises(UsageError, match="BUILD_TIMEOUT='2h'") as err:
-        budget.plan({"BUILD_TIMEOUT": "2h"}, job_minutes=120, buffer_minutes=10)
-    assert "milliseconds" in (err.value.hint or "")
+    with pytest.raises(UsageError) as err:
+        budget_of({"BUILD_TIMEOUT": "2h"})
+    assert err.value.exit_code == 2
+    (problem,) = err.value.problems
+    assert problem.where == "env BUILD_TIMEOUT" and "BUILD_TIMEOUT='2h'" in problem.message
+    assert "milliseconds" in (problem.hint or "")
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(42, "42s"), (725, "12m 05s"),
