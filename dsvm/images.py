@@ -369,7 +369,8 @@ def file_digest(path: Path, algo: str) -> str:
 def _fetch_small(url: str, timeout: float) -> str:
     req = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
     with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (http/file only)
-        return resp.read(1 << 20).decode("utf-8", "replace")
+        body: bytes = resp.read(1 << 20)
+    return body.decode("utf-8", "replace")
 
 
 def _now() -> str:

@@ -11,7 +11,7 @@ EXAMPLE = """dsvm --profile cinder-lvm configure --print
   dsvm --profile myvendor configure --apply-cinder /etc/cinder/cinder.conf"""
 
 
-def register(sub: argparse._SubParsersAction, name: str) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> None:
     p = add_command(
         sub, name, help="write local.conf from the profile and DEVSTACK_GATE_* environment",
         description="Render devstack's local.conf as devstack-gate would have for the same "

@@ -24,7 +24,7 @@ is devstack's (1 when devstack would 'die', 2 when its eval hits a syntax error)
 """
 
 
-def register(sub: argparse._SubParsersAction, name: str) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> None:
     p = add_command(
         sub, name, help="extract the localrc part; merge a phase's sections",
         description=DESCRIPTION,

@@ -7,7 +7,7 @@ import argparse
 from dsvm.commands import add_command
 
 
-def register(sub: argparse._SubParsersAction, name: str) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> None:
     p = add_command(
         sub, name, help="run stack.sh as the stack user within the time budget",
         description="Run stack.sh from the devstack checkout as the stack user (never root: "

@@ -27,7 +27,7 @@ exit: 0 all passed · 1 tests failed · 2 bad selection or checkout (or no test 
 or a plugin the environment lacks) · 124 time budget ran out (partial stream kept)"""
 
 
-def register(sub: argparse._SubParsersAction, name: str) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], name: str) -> None:
     p = add_command(
         sub, name, help="run Tempest through stestr with the profile's test selection",
         description=DESCRIPTION,
