@@ -15,9 +15,9 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from dsvm.errors import Problem, UsageError
+from dsvm.git import is_sha
 
 ZERO_SHA = "0" * 40
-_HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _DIGITS = re.compile(r"^[0-9]+$")
 _UUID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _URL = re.compile(r"^(https?|git|ssh|file)://[^\s]+$|^/[^\s]*$|^[A-Za-z0-9._-]+@[^\s:]+:[^\s]*$")
@@ -167,8 +167,8 @@ def _check(env: Mapping[str, str], problems: list[Problem]) -> None:
             problems.append(Problem(f"env {name}", f"{value!r} {why}", hint=hint))
     for name in ("ZUUL_COMMIT", "ZUUL_NEWREV", "ZUUL_OLDREV"):
         value = _get(env, name)
-        if value is not None and not _HEX40.match(value):
-            problems.append(Problem(f"env {name}", f"{value!r} is not a 40-hex commit id"))
+        if value is not None and (why := sha_problem(value)):
+            problems.append(Problem(f"env {name}", f"{value!r} {why}"))
     for name in ("ZUUL_CHANGE", "ZUUL_PATCHSET"):
         value = _get(env, name)
         if value is not None and not _DIGITS.match(value):
@@ -233,3 +233,8 @@ def ref_for_branch(zuul_ref: str | None, zuul_branch: str | None, branch: str) -
     if not ident or "/" in ident:
         return None
     return f"refs/zuul/{branch}/{ident}"
+
+
+def sha_problem(text: str) -> str | None:
+    """Why ``text`` is not a full commit id, or None when it is one."""
+    return None if is_sha(text) else "is not a full commit id (40 hex digits, 64 in SHA-256 repos)"

@@ -24,7 +24,6 @@ from typing import Any
 from dsvm import zuul
 from dsvm.errors import Problem, UsageError
 
-_HEX40 = re.compile(r"^[0-9a-f]{40}$")
 _DIGITS = re.compile(r"^[0-9]+$")
 _BUILD = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _JOB = re.compile(r"^[A-Za-z0-9_.+@-]{1,200}$")
@@ -107,8 +106,8 @@ def parse(data: Mapping[str, Any], *, src_root: Path, file: str = "zuul vars") -
     override = get.text("override_checkout", data.get("override_checkout"), zuul.ref_problem)
     change = get.text("change", data.get("change"), _number_problem)
     patchset = get.text("patchset", data.get("patchset"), _number_problem)
-    newrev = get.text("newrev", data.get("newrev"), _sha_problem)
-    oldrev = get.text("oldrev", data.get("oldrev"), _sha_problem)
+    newrev = get.text("newrev", data.get("newrev"), zuul.sha_problem)
+    oldrev = get.text("oldrev", data.get("oldrev"), zuul.sha_problem)
     build = get.text("build", data.get("build"), _pattern(_BUILD, "an id (hex, up to 64 chars)"))
     job = get.text("job", data.get("job"), _pattern(_JOB, "a job name"))
     pipeline = get.text("pipeline", data.get("pipeline"), _pattern(_JOB, "a pipeline name"))
@@ -186,9 +185,6 @@ def _number_problem(text: str) -> str | None:
     return None if _DIGITS.match(text) else "is not a number"
 
 
-def _sha_problem(text: str) -> str | None:
-    return None if _HEX40.match(text) else "is not a 40-hex commit id"
-
 
 def _pattern(regex: re.Pattern[str], what: str) -> Any:
     return lambda text: None if regex.match(text) else f"is not {what}"
@@ -220,7 +216,7 @@ def _projects(data: Mapping[str, Any], src_root: Path, file: str,
             "canonical_name": get.text(prefix + "canonical_name",
                                        entry.get("canonical_name") or key, zuul.project_problem),
             "checkout": get.text(prefix + "checkout", entry.get("checkout"), zuul.ref_problem),
-            "commit": get.text(prefix + "commit", entry.get("commit"), _sha_problem),
+            "commit": get.text(prefix + "commit", entry.get("commit"), zuul.sha_problem),
             "src_dir": get.text(prefix + "src_dir", entry.get("src_dir"), lambda t: None),
         }
         for needed in ("name", "short_name", "commit", "src_dir"):
