@@ -51,6 +51,14 @@ def is_shell_secret(name: str) -> bool:
 
 # -- ground truth: oslo.config's secret=True options --------------------------------------
 
+# Names of options the table does not know that hold a secret (see holds_secret).
+SECRET_ENDINGS = ("password", "passwd", "secret", "secret_key", "secret_access_key", "api_key",
+                  "apikey", "adminpass")
+TOKEN_NAMES = frozenset({"token", "auth_token", "admin_token", "access_token", "refresh_token",
+                         "id_token", "os_token", "os_auth_token", "service_token",
+                         "subject_token", "x_auth_token", "api_token", "bearer_token"})
+
+
 @dataclass(frozen=True)
 class SecretOptions:
     """Option name -> groups where it is secret / explicitly not secret (lower-case names).
@@ -76,6 +84,18 @@ class SecretOptions:
             return False
         group = (section or "").strip().lower()
         return group in groups or group not in self.not_secret.get(key, frozenset())
+
+    def holds_secret(self, section: str | None, name: str) -> bool:
+        """Whether option ``name`` of ``[section]`` holds a secret: the table's answer for
+        the options it knows (secret upstream, or plain though named like a secret); for the
+        others (an out-of-tree driver's) a name ending in password/secret/api_key, or a
+        token's name."""
+        key = name.strip().lower().replace("-", "_")
+        if key in self.names:
+            return self.is_secret(section, key)
+        if key in self.plain:
+            return False
+        return key.endswith(SECRET_ENDINGS) or key in TOKEN_NAMES
 
     def with_extra(self, names: Iterable[str]) -> SecretOptions:
         """This table plus ``names`` declared secret by the profile (vendor options)."""

@@ -55,11 +55,6 @@ _ASSIGN_SECRET = re.compile(rb"secret(?:_key|_access_key)?" + _SEP + _VALUE)
 _ASSIGN_TOKEN = re.compile(rb"token" + _SEP + _VALUE)
 _ASSIGN_APIKEY = re.compile(rb"api_?key" + _SEP + _VALUE)
 ASSIGNS = (_ASSIGN_PASSWORD, _ASSIGN_ADMINPASS, _ASSIGN_SECRET, _ASSIGN_TOKEN, _ASSIGN_APIKEY)
-# Names ending in "token" that hold one (others, like max_token_size, never reach here:
-# the pattern needs the separator right after "token").
-TOKEN_NAMES = frozenset({"token", "auth_token", "admin_token", "access_token", "refresh_token",
-                         "id_token", "os_token", "os_auth_token", "service_token",
-                         "subject_token", "x_auth_token", "api_token", "bearer_token"})
 _AUTH = re.compile(rb"authorization" + _SEP + rb"[\"']?"
                    + rb"(?:(?:basic|bearer|token|digest|negotiate|sharedkey|aws4?-[\w-]+)[ \t]+)?"
                    + rb"([^\s\"',]+)")
@@ -139,8 +134,7 @@ class Redactor:
     literals: tuple[bytes, ...] = ()
     options: SecretOptions = field(default_factory=secrets.secret_options)
     # identifier -> secret? (a log repeats a few names millions of times)
-    _names: dict[tuple[bytes, bool], bool] = field(default_factory=dict, compare=False,
-                                                   repr=False)
+    _names: dict[bytes, bool] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, values: Iterable[str], options: SecretOptions | None = None) -> Redactor:
@@ -246,18 +240,11 @@ class Redactor:
             return False
         after = data[at:at + 128]
         ident = data[start:at + len(after) - len(after.lstrip(_IDENT_BYTES))].lower()
-        token = m.re.pattern == _ASSIGN_TOKEN.pattern
-        key = (ident, token)
-        known = self._names.get(key)
+        known = self._names.get(ident)
         if known is None:
             section, _, name = ident.decode("ascii").strip(".-").rpartition(".")
-            if name in self.options.names:
-                known = self.options.is_secret(section or None, name)
-            elif name in self.options.plain:
-                known = False
-            else:
-                known = name.replace("-", "_") in TOKEN_NAMES if token else True
-            self._names[key] = known
+            known = self.options.holds_secret(section or None, name)
+            self._names[ident] = known
         return known
 
 
@@ -424,7 +411,7 @@ class ConfigScan:
                 return True
             if name.isupper():  # a shell variable not named like a secret
                 return False
-        return self.options.is_secret(self.section, name)
+        return self.options.holds_secret(self.section, name)
 
 
 CONFIG_SUFFIXES = (".conf", ".ini", ".cfg", ".yaml", ".yml", "rc", "localrc", ".conf.sample",

@@ -419,3 +419,15 @@ def test_the_fast_engine_is_installed() -> None:
     r = Redactor.of(["Lit3ral-Secret"])
     line = b"password=pw1 Lit3ral-Secret http://u:pw3@h\n"
     assert r.spans(line, engine="hyperscan") == r.spans(line, engine="find")
+
+
+def test_out_of_tree_driver_options_named_like_secrets() -> None:
+    """Options the table does not know (an out-of-tree driver's) are secret by name, in
+    their file and in log lines alike; known plain options never are."""
+    conf = "[flashfleet-1]\nflashfleet_api_password = Ff-pw-9912\nflashfleet_secret = " \
+           "Ff-sec-7781\nflashfleet_password_policy = strict\nmax_token_size = 8192\n"
+    assert {v for _, v in harvest(conf)} == {"Ff-pw-9912", "Ff-sec-7781"}
+    assert redact_config(conf, "etc/cinder/cinder.conf") == conf.replace(
+        "Ff-pw-9912", "****").replace("Ff-sec-7781", "****")
+    log = "flashfleet-1.flashfleet_api_password = Ff-pw-9912 max_token_size = 8192\n"
+    assert red(log)[0] == "flashfleet-1.flashfleet_api_password = **** max_token_size = 8192\n"
