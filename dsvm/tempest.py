@@ -1104,7 +1104,9 @@ def list_selected(ctx: JobContext) -> tuple[Selection, Listing]:
     listing = filter_ids(discover(ctx, co), selection)
     if selection.passes and not listing.ids:
         raise UsageError(f"the Tempest selection '{selection.name}' matches no test",
-                         details={"selection": selection.why},
+                         details={"selection": selection.why,
+                                  "regexes": " | ".join(rx for p in selection.passes
+                                                        for rx in p.include)},
                          hint="an empty run is never a green run; check the regexes")
     return selection, listing
 
