@@ -211,14 +211,14 @@ def merge(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 def replace(data: bytes, spans: list[tuple[int, int]]) -> bytes:
     """``data`` with each (merged, sorted) span replaced by the mask."""
-    out = bytearray()
+    parts = []
     pos = 0
     for start, end in spans:
-        out += data[pos:start]
-        out += MASK_BYTES
+        parts.append(data[pos:start])
+        parts.append(MASK_BYTES)
         pos = end
-    out += data[pos:]
-    return bytes(out)
+    parts.append(data[pos:])
+    return b"".join(parts)
 
 
 MASK_BYTES = MASK.encode()
