@@ -45,6 +45,7 @@ from dsvm.phase import (
     PHASES,
     ConfigureOutputs,
     JobContext,
+    LogsOutputs,
     PhaseResult,
     ResultsOutputs,
     StackOutputs,
@@ -518,7 +519,8 @@ def report(outcome: Outcome, the_plan: JobPlan, ctx: JobContext) -> dict[str, An
     counts = (results.counts if results else None) or (tempest.counts if tempest else None)
     backends: list[object] = list(configure.backends if configure else ()) or [
         b.get("name") for b in s.cinder.backends if isinstance(b, Mapping)]
-    log_url = (out.get("logs") or {}).get("url") or _log_url(s.report.log_url, job.zuul.log_path)
+    logs = ctx.earlier(LogsOutputs)
+    log_url = (logs.url if logs else "") or _log_url(s.report.log_url, job.zuul.log_path)
     failed = outcome.failed
     return {
         "version": 1, "verdict": outcome.verdict, "exit_code": outcome.exit_code,

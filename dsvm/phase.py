@@ -281,6 +281,37 @@ class StackOutputs(Outputs):
                    data.get("tempest_conf"))
 
 
+@dataclass(frozen=True)
+class LogsOutputs(Outputs):
+    """The logs phase's directory, manifest, counts and, once published, where they are."""
+
+    PHASE = "logs"
+
+    logs_dir: str
+    url: str
+    manifest: str
+    files: int
+    redactions: int
+    problems: tuple[Any, ...] = ()
+    publish: Mapping[str, Any] | None = None  # the upload's report, when there was one
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"logs_dir": self.logs_dir, "url": self.url,
+                               "manifest": self.manifest, "files": self.files,
+                               "redactions": self.redactions, "problems": list(self.problems)}
+        if self.publish is not None:
+            out["publish"] = dict(self.publish)
+        return out
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> LogsOutputs:
+        publish = data.get("publish")
+        return cls(str(data.get("logs_dir") or ""), str(data.get("url") or ""),
+                   str(data.get("manifest") or ""), int(data.get("files") or 0),
+                   int(data.get("redactions") or 0), tuple(data.get("problems") or ()),
+                   dict(publish) if isinstance(publish, Mapping) else None)
+
+
 def context(settings: Settings, env: Mapping[str, str] | None = None, *,
             workspace: str | os.PathLike[str] | None = None, plan_only: bool = False,
             budget_seconds: float | None = None, zuul_vars: str | None = None,

@@ -8,6 +8,7 @@ This room wires the steps together; it holds no redaction, naming or upload logi
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from dsvm.logs.store import Stored, Task, gzip_engine
 from dsvm.phase import (
     ConfigureOutputs,
     JobContext,
+    LogsOutputs,
     PhaseResult,
     ResultsOutputs,
     TempestOutputs,
@@ -112,22 +114,19 @@ def run_phase(ctx: JobContext, *, root: str | Path | None = None,
             pending.close()  # an error before they were collected: let them finish first
         shutil.rmtree(staging, ignore_errors=True)
     _report(ctx, result, data, notes)
-    outputs: dict[str, Any] = {"logs_dir": str(dest_dir), "url": "", "manifest": str(manifest),
-                               "files": data["totals"]["files"],
-                               "redactions": data["totals"]["redactions"],
-                               "problems": result.problems}
+    outputs = LogsOutputs(str(dest_dir), "", str(manifest), data["totals"]["files"],
+                          data["totals"]["redactions"], tuple(result.problems))
     summary = (f"{data['totals']['files']} files, {data['totals']['redactions']} secrets "
                f"redacted, {len(result.problems)} problems")
     code = 0
     if targets:
         report = publish_logs_dir(ctx, targets, dest_dir)
-        outputs["url"] = report.url
-        outputs["publish"] = report.as_json()
+        outputs = dataclasses.replace(outputs, url=report.url, publish=report.as_json())
         summary += "; " + report.summary
         code = report.exit_code
         if report.url:
             ctx.ui.info(f"logs: {report.url}")  # the last line: what a reader clicks
-    return PhaseResult(PHASE, code, outputs, summary)
+    return PhaseResult(PHASE, code, outputs.as_json(), summary)
 
 
 def node_sources(settings: Settings) -> list[Source]:

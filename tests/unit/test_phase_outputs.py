@@ -9,6 +9,7 @@ import pytest
 from dsvm import phase
 from dsvm.phase import (
     ConfigureOutputs,
+    LogsOutputs,
     RerunOutputs,
     ResultsOutputs,
     StackOutputs,
@@ -42,6 +43,11 @@ SHAPES = [
                     "total_runtime": 12, "completed_seconds": None, "first_error": "boom",
                     "last_lines": ["a", "b"], "stackenv": {"DEST": "/opt/stack/new"},
                     "tempest_conf": None}),
+    (LogsOutputs, {"logs_dir": "/ws/logs", "url": "", "manifest": "/ws/logs/manifest.json",
+                   "files": 42, "redactions": 3, "problems": []}),
+    (LogsOutputs, {"logs_dir": "/ws/logs", "url": "https://logs.example.org/45/1/",
+                   "manifest": "/ws/logs/manifest.json", "files": 42, "redactions": 0,
+                   "problems": ["x: unreadable"], "publish": {"url": "https://logs"}}),
 ]
 
 
