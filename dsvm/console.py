@@ -14,10 +14,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import IO, Any, cast
-
-from rich.console import Console
-from rich.markup import escape
+from functools import cached_property
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from dsvm.errors import DsvmError, Failure, exit_line
 
@@ -25,6 +23,13 @@ from dsvm.errors import DsvmError, Failure, exit_line
 # stack.sh, tempest, log compression): Jenkins users read a silent log as a hang (pip's
 # NonInteractiveSpinner, but on a clock rather than on the step's own events).
 HEARTBEAT_SECONDS = 60.0
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+# What rich's Text drops from what it prints (bell, backspace, vertical tab, form feed, CR):
+# the plain renderer drops the same, so a Jenkins log line stays one line.
+_CONTROL = {c: None for c in (7, 8, 11, 12, 13)}
 
 
 def is_plain_environment(env: Mapping[str, str], stream: IO[str], no_color: bool = False) -> bool:
@@ -72,19 +77,49 @@ class Ui:
 
     def __post_init__(self) -> None:
         self._phases: list[str] = []  # the phases marked open, innermost last
+        self._lock = threading.Lock()
+
+    # rich is imported when a terminal (or a caller) needs its Console: a plain log is
+    # written here directly (rich's import is ~0.1 s of every plain command's start-up).
+    @cached_property
+    def out(self) -> Console:
+        return self._console(self.stream)
+
+    @cached_property
+    def err(self) -> Console:
+        return self._console(self.err_stream)
+
+    def _console(self, stream: IO[str]) -> Console:
+        from rich.console import Console
+
         common: dict[str, Any] = {"highlight": False, "soft_wrap": True}
         if self.plain:
             common.update(no_color=True, force_terminal=False, force_interactive=False,
-                          emoji=False, color_system=None, width=max(_env_width(), 100))
-        self.out = Console(file=self.stream, **common)
-        self.err = Console(file=self.err_stream, **common)
-        self._lock = threading.Lock()
+                          emoji=False, color_system=None, width=self.width)
+        return Console(file=stream, **common)
+
+    @property
+    def width(self) -> int:
+        """The width tables are fitted to (a plain log: $COLUMNS, at least 100)."""
+        return max(_env_width(), 100) if self.plain else self.out.width
+
+    def _print(self, to_err: bool, text: str) -> None:
+        """One event: literal text (a plain log), or rich markup (a terminal)."""
+        if not self.plain:
+            (self.err if to_err else self.out).print(text)
+            return
+        text = text.translate(_CONTROL)
+        if "\t" in text:  # as rich shows them: to the next multiple of 8 cells
+            text = "\n".join(_expand_tabs(line) for line in text.split("\n"))
+        stream = self.err_stream if to_err else self.stream
+        stream.write(text + "\n")
+        stream.flush()
 
     # -- plain events -----------------------------------------------------------------------
     def info(self, text: str) -> None:
         """Print one informational line."""
         with self._lock:
-            self.out.print(escape(text))
+            self._print(False, text if self.plain else escape(text))
 
     def detail(self, text: str) -> None:
         """Print a line only at -v."""
@@ -94,7 +129,8 @@ class Ui:
     def warn(self, text: str) -> None:
         """Print a warning line on stderr."""
         with self._lock:
-            self.err.print(("WARNING: " if self.plain else "[yellow]warning:[/] ") + escape(text))
+            self._print(True, "WARNING: " + text if self.plain
+                        else "[yellow]warning:[/] " + escape(text))
 
     def ok(self, text: str) -> None:
         """Print a success line."""
@@ -103,9 +139,9 @@ class Ui:
     def table(self, title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """Print a table (rich table in a terminal, ASCII box in Jenkins)."""
         if self.plain:  # rich's layout engine costs ~3 ms a row; a log needs none of it
-            text = ascii_table(title, columns, rows, self.out.width)
+            text = ascii_table(title, columns, rows, self.width)
             with self._lock:
-                self.out.print(text, markup=False, emoji=False, highlight=False, crop=False)
+                self._print(False, text)
             return
         from rich import box
         from rich.table import Table  # here: only a terminal needs it (~10 ms to import)
@@ -167,21 +203,45 @@ class Ui:
     # -- errors -----------------------------------------------------------------------------
     def failure(self, failure: Failure, *, to_stderr: bool = True) -> None:
         """Print ``failure`` as the last lines an operator reads (``ERROR:``/``✗`` first)."""
+        quote = _literal if self.plain else escape
         mark = "ERROR:" if self.plain else "[bold red]✗[/]"
-        lines = [f"{mark} {escape(failure.headline())}"]
-        lines += [escape(line) for line in failure.body()]
-        console = self.err if to_stderr else self.out
+        lines = [f"{mark} {quote(failure.headline())}"]
+        lines += [quote(line) for line in failure.body()]
         with self._lock:
             for line in lines:
-                console.print(line)
+                self._print(to_stderr, line)
 
     def error(self, exc: DsvmError, phase: str | None = None, traceback: str | None = None) -> None:
         """Render a DsvmError, then (at -v) the traceback and the exit line, on stderr."""
+        quote = _literal if self.plain else escape
         self.failure(Failure.of(exc, phase))
         with self._lock:
             if traceback and self.verbose:
-                self.err.print(escape(traceback.rstrip()))
-            self.err.print(escape(exit_line(exc.exit_code)))
+                self._print(True, quote(traceback.rstrip()))
+            self._print(True, quote(exit_line(exc.exit_code)))
+
+
+def escape(text: str) -> str:
+    """``text`` as rich markup that shows it literally."""
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
+
+
+def _literal(text: str) -> str:
+    return text
+
+
+def _expand_tabs(line: str) -> str:
+    from rich.cells import cell_len
+
+    out = ""
+    *parts, last = line.split("\t")
+    for part in parts:
+        out += part
+        out += " " * (8 - cell_len(out) % 8)
+    return out + last
+
 
 def duration(seconds: float) -> str:
     """``seconds`` for humans: ``42s``, ``3m05s``, ``1h02m``."""
@@ -277,7 +337,7 @@ class Progress:
     def note(self, text: str) -> None:
         """Print one line now, in both modes (e.g. a failure as it happens)."""
         if self._bar is not None:
-            self._bar.console.print(escape(text))
+            self._bar.console.print(escape(text))  # a terminal: rich markup
         else:
             self.ui.info(text)
 

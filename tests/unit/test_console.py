@@ -191,3 +191,29 @@ def test_json_mode_sends_the_console_to_stderr(monkeypatch):
     ui.info("a table row")
     ui.warn("careful")
     assert out.getvalue() == "" and "a table row" in err.getvalue() and "careful" in err.getvalue()
+
+
+def test_plain_lines_are_what_richs_plain_console_printed():
+    """The plain renderer writes directly (no rich import); its lines are those rich's plain
+    console made of the same text: control characters dropped, tabs to 8-cell stops."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    cases = ["plain", "tab\there", "a\tb\tc\t\tdd", "漢字\tx", "cr\rhere", "bell\x07 vt\x0b ff\x0c",
+             "multi\nline\n\tindented", "  spaces  ", "x" * 300, "[bold]not markup[/]",
+             ":smile:", "wide 漢字 ✓ …", ""]
+
+    def by_rich(text: str) -> str:
+        buf = io.StringIO()
+        Console(file=buf, highlight=False, soft_wrap=True, no_color=True, force_terminal=False,
+                force_interactive=False, emoji=False, color_system=None,
+                width=100).print(escape(text))
+        return buf.getvalue()
+
+    for text in cases:
+        out, err = io.StringIO(), io.StringIO()
+        ui = console.Ui(plain=True, stream=out, err_stream=err)
+        ui.info(text)
+        ui.warn(text)
+        assert out.getvalue() == by_rich(text), text
+        assert err.getvalue() == by_rich("WARNING: " + text), text
