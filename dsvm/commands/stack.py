@@ -39,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
                         budget_seconds=job_budget.run_seconds)
     result = stack.run_phase(ctx)
     ctx.ui.ok(result.summary)
-    for item in result.outputs.get("phases", []):
+    for item in phase.StackOutputs.from_json(result.outputs).phases:
         ctx.ui.detail(f"  {item['name']:<45} {item['seconds']:8.1f}s")
     return result.exit_code

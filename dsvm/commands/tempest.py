@@ -93,8 +93,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     result = tempest.rerun_failed(ctx) if args.rerun_failed else tempest.run_phase(ctx)
     ctx.ui.info(f"tempest: {result.summary}")
-    if result.outputs.get("subunit"):
-        ctx.ui.info(f"subunit stream: {result.outputs['subunit']}")
+    # A run and a re-run both record their stream as ``subunit``.
+    if stream := phase.TempestOutputs.from_json(result.outputs).subunit:
+        ctx.ui.info(f"subunit stream: {stream}")
     return result.exit_code
 
 
