@@ -196,9 +196,10 @@ def test_lvm_enabled_beside_the_vendor_backend_is_a_violation_with_its_proof(
     from dsvm.devstack import ini
     from tests.fixtures.cloud import private_tmp, run_minicloud
 
-    with private_tmp(stack_user, prefix="dsvm-cloud-lvm-") as root:
+    with private_tmp(stack_user, prefix="dsvm-cloud-lvm-") as root, cloudfix.mariadb() as dbs:
         d = root / "minicloud"
-        run_minicloud("configure", "--dir", str(d), user=stack_user)
+        run_minicloud("configure", "--dir", str(d), "--keystone-db", dbs.url("keystone"),
+                      "--cinder-db", dbs.url("cinder"), user=stack_user)
         conf = d / "etc/cinder/cinder.conf"
         ini.iniset(conf, "DEFAULT", "enabled_backends", f"lvmdriver-1,{BACKEND}")
         ini.iniset(conf, "lvmdriver-1", "volume_backend_name", "lvmdriver-1")
