@@ -69,16 +69,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _summary(job_dir: object) -> dict[str, object]:
-    import json
-
-    from dsvm.compliance.evidence import JobDir, read_text
+    from dsvm.compliance.evidence import JobDir
 
     assert isinstance(job_dir, JobDir)
-    path = job_dir.find("summary_json")
-    if path is None:
-        return {}
-    try:
-        data = json.loads(read_text(path))
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+    return job_dir.json_object("summary_json")

@@ -148,9 +148,9 @@ class JobDir:
                     found.setdefault(name, path)
         return found
 
-    def state(self) -> dict[str, Any]:
-        """The job's state file ({} when unreadable)."""
-        path = self.find("state")
+    def json_object(self, what: str) -> dict[str, Any]:
+        """One of the job's JSON files as an object ({} when missing or unreadable)."""
+        path = self.find(what)
         if path is None:
             return {}
         try:
@@ -158,6 +158,10 @@ class JobDir:
         except ValueError:
             return {}
         return data if isinstance(data, dict) else {}
+
+    def state(self) -> dict[str, Any]:
+        """The job's state file ({} when unreadable)."""
+        return self.json_object("state")
 
     def outputs(self, phase: str) -> dict[str, Any]:
         """One phase's recorded outputs ({} when it did not run)."""
