@@ -88,7 +88,9 @@ def settings_for(suite: Path, excl: list[dict[str, str]], selection: str = "rege
     path = CACHE / "profile.yaml"
     path.write_text(yaml.safe_dump({"tempest": {"selection": selection, "regex": tempest.API,
                                                 "exclude": excl, "dir": str(suite),
-                                                "user": "", "concurrency": 2}}))
+                                                "user": "", "concurrency": 2,
+                                                # the suite's own `tempest` imports here
+                                                "stestr": str(BIN / "stestr")}}))
     env = {"HOME": str(CACHE), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     return profile.resolve(str(path), env), env
 
