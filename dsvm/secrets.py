@@ -226,7 +226,16 @@ MASK_BYTES = MASK.encode()
 
 def redact(text: str, values: Iterable[str]) -> str:
     """``text`` with every usable secret value masked where it stands as a whole token."""
-    literals = [v.encode() for v in usable(values)]
+    return redact_literals(text, literals(values))
+
+
+def literals(values: Iterable[str]) -> list[bytes]:
+    """The usable secret values, encoded once for ``redact_literals`` over many texts."""
+    return [v.encode() for v in usable(values)]
+
+
+def redact_literals(text: str, literals: Sequence[bytes]) -> str:
+    """``redact`` with the values already chosen by ``literals``."""
     if not literals or not text:
         return text
     data = text.encode("utf-8", "surrogateescape")

@@ -20,7 +20,7 @@ touches the disk, the clock or ``os.environ``.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -543,14 +543,14 @@ def render(settings: Settings, *, primary_ip: str = "127.0.0.1", existing: str =
                            hint="fix the profile lines or variables named above")
     header = Line(LOCALRC_HEADER, GATE)
     all_lines = [header, *out.lines, *blocks.lines()]
-    values = settings.secret_values()
-    masked = [_redact_line(line, values) for line in all_lines]
+    literals = secrets.literals(settings.secret_values())
+    masked = [_redact_line(line, literals) for line in all_lines]
     return LocalConf(tuple(masked), tuple(b.name for b in backends))
 
 
-def _redact_line(line: Line, values: set[str]) -> Line:
+def _redact_line(line: Line, literals: Sequence[bytes]) -> Line:
     """Mask secret values that appear in lines not recognised as secret by name."""
-    shown = secrets.redact(line.display, values)
+    shown = secrets.redact_literals(line.display, literals)
     if shown != line.display:
         return Line(line.text, line.origin, shown)
     return line
