@@ -280,15 +280,21 @@ def _partition(container: str, lp: str, partition: bool) -> tuple[str, str]:
     return container, lp
 
 
+def _public_url(entry: Mapping[str, Any], where: str, problems: list[Problem]) -> str:
+    """The target's optional public base URL (``url:``), checked."""
+    url = str(entry.get("url") or "")
+    if url and (why := _url_problem(url)):
+        problems.append(Problem(f"{where}.url", why))
+    return url
+
+
 def _swift(entry: Mapping[str, Any], where: str, lp: str, common: dict[str, Any],
            env: Mapping[str, str], problems: list[Problem]) -> Target | None:
     container = str(entry.get("container") or "")
     if not _CONTAINER.match(container):
         problems.append(Problem(f"{where}.container", "missing or not a container name"
                                 if container else "missing", "e.g. container: logs"))
-    url = str(entry.get("url") or "")
-    if url and (why := _url_problem(url)):
-        problems.append(Problem(f"{where}.url", why))
+    url = _public_url(entry, where, problems)
     creds = swift_credentials(entry, env, where, problems)
     if creds is None or problems:
         return None
@@ -396,9 +402,7 @@ def _s3(entry: Mapping[str, Any], where: str, lp: str, common: dict[str, Any],
         problems.append(Problem(f"{where}.bucket", "missing" if not bucket else
                                 f"not an S3 bucket name: {bucket!r}",
                                 "3-63 lower-case letters, digits, '.' and '-'"))
-    url = str(entry.get("url") or "")
-    if url and (why := _url_problem(url)):
-        problems.append(Problem(f"{where}.url", why))
+    url = _public_url(entry, where, problems)
     creds = s3_credentials(entry, env, where, problems)
     if creds is None or problems:
         return None
